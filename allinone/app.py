@@ -1,0 +1,66 @@
+"""Composition root of the all-in-one process (``make run``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from libs.common.http import ops_router
+from libs.common.runtime import Resources
+from libs.common.telemetry import setup_logging, setup_tracing
+from services.context.endpoints import router as context_router
+from services.deriver.app import DeriverSettings, DeriverWorker
+from services.dialectic.endpoints import router as dialectic_router
+from services.ingest.app import IngestComponent, IngestSettings, configure_app
+from services.ingest.endpoints import router as ingest_router
+
+
+class AllInOneSettings(IngestSettings, DeriverSettings):  # type: ignore[misc]  # pydantic diamond
+    """Every setting of every service."""
+
+
+def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
+    settings = settings or AllInOneSettings()
+    setup_logging(settings)
+    setup_tracing(settings)
+    parts: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = Resources.open(settings, settings)
+        ingest = IngestComponent(settings, resources)
+        deriver = DeriverWorker(settings, resources)
+        app.state.ingest = ingest.state()
+        parts.update(resources=resources, ingest=ingest, deriver=deriver)
+        await ingest.start()
+        await deriver.start()
+        try:
+            yield
+        finally:
+            await deriver.stop()
+            await ingest.stop()
+            await resources.close()
+
+    async def readiness() -> dict[str, Any]:
+        resources: Resources | None = parts.get("resources")
+        if resources is None:
+            return {"database": "starting"}
+        checks = await resources.readiness()
+        checks.update(parts["deriver"].readiness())
+        return checks
+
+    app = FastAPI(
+        title="Rapport",
+        version="0.1.0",
+        description="Memory for LLM agents; wire-compatible with the Honcho v3 REST API.",
+        lifespan=lifespan,
+    )
+    configure_app(app, settings)
+    app.include_router(ingest_router)
+    app.include_router(dialectic_router)
+    app.include_router(context_router)
+    app.include_router(ops_router(readiness))
+    return app

@@ -1,0 +1,1 @@
+"""Mechanisms shared by every Rapport service. Never imports a service."""

@@ -1,0 +1,72 @@
+"""Async SQLAlchemy engine, session factory and the unit of work.
+
+The boundary (one HTTP request, one consumed event) owns the transaction: it opens a
+:func:`unit_of_work`, passes the session to service code (which only flushes), and the unit of
+work commits on success or rolls back on error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from libs.common.errors import DependencyUnavailableError
+from libs.common.settings import PostgresSettings
+
+
+def create_engine(settings: PostgresSettings) -> AsyncEngine:
+    """Build the process-wide engine (call once per process, in a lifespan)."""
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+    timeout_ms = settings.db_statement_timeout_ms
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: object, _record: object) -> None:
+        cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cursor.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        cursor.close()
+        dbapi_conn.commit()  # type: ignore[attr-defined]
+
+    return engine
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (responses are built after it)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def unit_of_work(
+    factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit when the block succeeds, roll back when it raises.
+
+    Connection-level failures surface as :class:`DependencyUnavailableError` (503) so a client
+    learns to retry instead of seeing a 500.
+    """
+    try:
+        async with factory() as session, session.begin():
+            yield session
+    except (OperationalError, InterfaceError) as exc:
+        raise DependencyUnavailableError("The database is unavailable, retry later") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DependencyUnavailableError(
+                "The database connection was lost, retry later"
+            ) from exc
+        raise

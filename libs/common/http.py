@@ -1,0 +1,215 @@
+"""HTTP mechanisms shared by every service: error rendering, body limits, auth dependency,
+paging parameters, request metrics, ``/health`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from libs.common.auth import ADMIN, Principal, bearer_token, decode_jwt
+from libs.common.errors import RapportError, error_body
+from libs.common.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from libs.common.settings import AuthSettings
+
+log = logging.getLogger(__name__)
+
+REQUEST_LATENCY = Histogram(
+    "rapport_http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+# -- errors --------------------------------------------------------------------------------
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's shape, without echoing the rejected input back (it may be huge or private)."""
+    out = []
+    for err in exc.errors():
+        item = {k: v for k, v in err.items() if k in ("type", "loc", "msg")}
+        out.append(item)
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RapportError)
+    async def _rapport_error(_: Request, exc: RapportError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.detail), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(jsonable_encoder(error_body(_validation_detail(exc))), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "No such route; see /docs for the API"
+        if exc.status_code == 405:
+            detail = "Method not allowed on this route"
+        return JSONResponse(error_body(detail), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("Internal server error"), status_code=500)
+
+
+# -- body size limit -----------------------------------------------------------------------
+class BodySizeLimitMiddleware:
+    """Answer 413 before reading more than ``max_bytes`` of a request body.
+
+    Checks ``Content-Length`` up front and counts streamed bytes (chunked uploads) as they
+    arrive. Multipart uploads get ``upload_max_bytes`` (plus form overhead) instead.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, upload_max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
+        limit = (
+            self.upload_max_bytes + 64 * 1024 if ctype.startswith("multipart/") else self.max_bytes
+        )
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                too_big = False
+            if too_big:
+                await _send_413(send, limit)
+                return
+        seen = 0
+        rejected = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, rejected
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    rejected = True
+                    raise _BodyTooLarge
+            return message
+
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await _send_413(send, limit)
+        except Exception:
+            if rejected and not response_started:
+                await _send_413(send, limit)
+                return
+            raise
+
+
+class _BodyTooLarge(Exception):  # noqa: N818 - internal control flow
+    pass
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = JSONResponse(
+        error_body(f"Request body too large; the limit is {limit} bytes"), status_code=413
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.body})
+
+
+# -- metrics middleware --------------------------------------------------------------------
+def install_request_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        REQUEST_LATENCY.labels(request.method, template, str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
+        return response
+
+
+def ops_router(readiness: Callable[[], Awaitable[dict[str, Any]]]) -> APIRouter:
+    """``GET /health`` (200 when every dependency answers, else 503) and ``GET /metrics``."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/health")
+    async def health() -> JSONResponse:
+        checks = await readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "degraded", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+# -- auth and paging dependencies ----------------------------------------------------------
+def get_principal(request: Request) -> Principal:
+    """The caller, from the ``Authorization`` header (admin when auth is disabled)."""
+    settings: AuthSettings = request.app.state.auth_settings
+    if not settings.auth_enabled:
+        return ADMIN
+    token = bearer_token(request.headers.get("authorization"))
+    return decode_jwt(token, settings.jwt_secret.get_secret_value())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+class Paging:
+    def __init__(
+        self,
+        page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
+        size: Annotated[
+            int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page (max 100)")
+        ] = DEFAULT_PAGE_SIZE,
+        reverse: Annotated[bool, Query(description="Newest first")] = False,
+    ) -> None:
+        self.page = page
+        self.size = size
+        self.reverse = reverse
+
+
+PagingParams = Annotated[Paging, Depends()]

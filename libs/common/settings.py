@@ -1,0 +1,158 @@
+"""Settings fragments. Each service composes the fragments it needs.
+
+Every field reads from the environment with the ``RAPPORT_`` prefix (for example
+``RAPPORT_DATABASE_URL``). Fragments are plain pydantic-settings classes so tests build them
+with explicit values instead of patching globals.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_COMMON = SettingsConfigDict(env_prefix="RAPPORT_", extra="ignore", env_file=None)
+
+DEFAULT_DEV_JWT_SECRET = "rapport-dev-secret-change-me"  # noqa: S105 - refused when auth is on
+
+
+class PostgresSettings(BaseSettings):
+    """Connection to the Postgres that holds all durable state."""
+
+    model_config = _COMMON
+
+    database_url: str = Field(
+        default="postgresql+psycopg://rapport@127.0.0.1:54320/rapport",
+        description="SQLAlchemy URL (psycopg 3 driver) of the Rapport database.",
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept in the pool.")
+    db_max_overflow: int = Field(
+        default=10, ge=0, description="Extra connections allowed above the pool size."
+    )
+    db_pool_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a pooled connection before failing."
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000, ge=0, description="Server-side statement timeout (0 disables it)."
+    )
+
+
+class NatsSettings(BaseSettings):
+    """NATS JetStream connection and stream layout."""
+
+    model_config = _COMMON
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", description="NATS server URL(s), comma separated."
+    )
+    nats_stream: str = Field(
+        default="RAPPORT_EVENTS", description="JetStream stream holding every domain event."
+    )
+    nats_subject_prefix: str = Field(
+        default="rapport",
+        description="First subject token of every event; lets several installs share a server.",
+    )
+    nats_stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="Stream replicas (3 on a NATS cluster)."
+    )
+    nats_duplicate_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="JetStream de-duplication window for Nats-Msg-Id (seconds).",
+    )
+    nats_stream_max_age_days: float = Field(
+        default=14.0, gt=0, description="Events older than this are dropped from the stream."
+    )
+
+
+class OutboxSettings(BaseSettings):
+    """The transactional outbox relay (Postgres → JetStream)."""
+
+    model_config = _COMMON
+
+    outbox_relay_enabled: bool = Field(
+        default=True, description="Run the outbox relay in this process (ingest and all-in-one)."
+    )
+    outbox_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Outbox rows read per relay round."
+    )
+    outbox_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Fallback poll interval; commits also wake the relay via LISTEN/NOTIFY.",
+    )
+    outbox_retry_max_s: float = Field(
+        default=5.0, gt=0, description="Upper bound of the back-off while NATS is unreachable."
+    )
+    outbox_retention_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Published outbox rows are deleted after this many seconds.",
+    )
+
+
+class AuthSettings(BaseSettings):
+    """HS256 JWT authentication (Honcho-compatible claims)."""
+
+    model_config = _COMMON
+
+    auth_enabled: bool = Field(default=False, description="Require a JWT on every /v3 route.")
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(DEFAULT_DEV_JWT_SECRET),
+        description="HS256 signing secret; must be set (≥ 32 chars) when auth is enabled.",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> AuthSettings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.auth_enabled and (secret == DEFAULT_DEV_JWT_SECRET or len(secret) < 32):
+            raise ValueError(
+                "RAPPORT_JWT_SECRET must be set to a random value of at least 32 characters "
+                "when RAPPORT_AUTH_ENABLED is true"
+            )
+        return self
+
+
+class LimitsSettings(BaseSettings):
+    """Input limits enforced by the HTTP services."""
+
+    model_config = _COMMON
+
+    max_message_chars: int = Field(
+        default=25_000, ge=1, description="Maximum characters of one message's content."
+    )
+    max_messages_per_batch: int = Field(
+        default=100, ge=1, le=1000, description="Maximum messages in one POST."
+    )
+    max_upload_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Maximum size of an uploaded file."
+    )
+    max_request_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Maximum size of a JSON request body."
+    )
+    allow_private_webhook_urls: bool = Field(
+        default=False,
+        description="Allow webhook URLs that resolve to private, loopback or link-local hosts.",
+    )
+
+
+class TelemetrySettings(BaseSettings):
+    """Tracing, metrics and logs."""
+
+    model_config = _COMMON
+
+    service_name: str = Field(default="rapport", description="service.name of traces and logs.")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector endpoint (e.g. http://otel-collector:4318); off if unset.",
+    )
+    log_level: str = Field(default="INFO", description="Root log level.")
+    log_json: bool = Field(default=True, description="Emit structured JSON logs.")
+
+
+class HttpSettings(BaseSettings):
+    """Where an HTTP service listens."""
+
+    model_config = _COMMON
+
+    host: str = Field(default="127.0.0.1", description="Bind address.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Bind port.")

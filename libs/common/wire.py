@@ -1,0 +1,114 @@
+"""Wire models and validators shared by several HTTP services (Honcho v3 shapes)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
+
+T = TypeVar("T")
+
+#: Nesting and size limits for user JSON (metadata / configuration). Settings may lower the size.
+MAX_JSON_DEPTH = 8
+MAX_JSON_BYTES = 64 * 1024
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+ResourceId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=RESOURCE_ID_MAX, pattern=RESOURCE_ID_PATTERN),
+]
+"""A workspace / peer / session id: 1-512 of ``A-Z a-z 0-9 _ -``."""
+
+SafeStr = Annotated[str, AfterValidator(_no_nul)]
+"""Free text that Postgres can store (no NUL characters)."""
+
+
+def _walk(value: Any, depth: int, path: str) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels (at {path})")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"contains a NUL (\\u0000) character (at {path})")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"contains a non-finite number (at {path})")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in k:
+                raise ValueError(f"has a key containing NUL (at {path})")
+            _walk(v, depth + 1, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _walk(v, depth + 1, f"{path}[{i}]")
+
+
+def _check_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    _walk(value, 1, "$")
+    size = len(orjson.dumps(value))
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"is {size} bytes once serialized; the limit is {MAX_JSON_BYTES}")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
+"""A user JSON object (metadata, configuration): bounded depth and size, storable by Postgres."""
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive datetimes from clients are taken as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown fields are an error the client should hear about."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListRequest(StrictModel):
+    """Body of every ``POST …/list`` route."""
+
+    filters: dict[str, Any] | None = Field(
+        default=None, description="Filter DSL object (see docs/api.md)."
+    )
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+
+class MessageOut(BaseModel):
+    id: str
+    content: str
+    peer_id: str
+    session_id: str
+    workspace_id: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    token_count: int
+
+
+class ConclusionOut(BaseModel):
+    id: str
+    content: str
+    observer_id: str
+    observed_id: str
+    session_id: str | None
+    level: str = "explicit"
+    source_ids: list[str] = Field(default_factory=list)
+    created_at: datetime

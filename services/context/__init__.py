@@ -1,0 +1,1 @@
+"""The context service (read path). Its routes arrive with the read-path issue."""

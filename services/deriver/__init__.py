@@ -1,0 +1,1 @@
+"""The deriver: JetStream consumers that turn messages into representations (next issue)."""

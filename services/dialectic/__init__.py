@@ -1,0 +1,1 @@
+"""The dialectic service (read path). Its routes arrive with the read-path issue."""

@@ -1,0 +1,1 @@
+"""Ingest: every write of the Honcho v3 API, the transactional outbox and its relay."""

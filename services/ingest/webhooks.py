@@ -1,0 +1,63 @@
+"""Webhook URL policy applied at registration.
+
+Only ``http``/``https`` URLs with a host are accepted. Hosts that are loopback, private,
+link-local, multicast, reserved or unspecified IP literals — or names that always mean this
+machine — are refused unless ``RAPPORT_ALLOW_PRIVATE_WEBHOOK_URLS`` is set, so a tenant cannot
+point deliveries at the platform's own network. Delivery re-checks the resolved address
+(names can change what they resolve to).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from libs.common.errors import ValidationError
+
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+def is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return bool(
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def validate_webhook_url(url: str, *, allow_private: bool) -> None:
+    """Raise a 422 naming the problem when ``url`` may not receive webhooks."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("Webhook URL must start with http:// or https://")
+    host = parts.hostname
+    if not host:
+        raise ValidationError("Webhook URL has no host")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValidationError(f"Webhook URL has an invalid port: {exc}") from exc
+    if parts.username or parts.password:
+        raise ValidationError("Webhook URL must not embed credentials")
+    if allow_private:
+        return
+    lowered = host.lower().rstrip(".")
+    if lowered in _LOCAL_NAMES or lowered.endswith(".localhost"):
+        raise ValidationError(
+            f"Webhook host '{host}' is this machine; refused "
+            "(set RAPPORT_ALLOW_PRIVATE_WEBHOOK_URLS=true to allow private targets)"
+        )
+    try:
+        address = ipaddress.ip_address(lowered)
+    except ValueError:
+        return
+    if is_private_address(address):
+        raise ValidationError(
+            f"Webhook host '{host}' is a private, loopback or link-local address; refused "
+            "(set RAPPORT_ALLOW_PRIVATE_WEBHOOK_URLS=true to allow private targets)"
+        )
