@@ -180,6 +180,9 @@ class ServiceStatus:
 _DEFAULT_PORTS: Final[dict[str, tuple[int, int, int]]] = {
     "run": (54320, 4222, 8222),
     "test": (54330, 4232, 8232),
+    # Fault-injection tests stop and restart these servers; separate from "test" so other
+    # tests (and other test runs) are never disturbed.
+    "faults": (54340, 4242, 8242),
 }
 PROFILES: Final[tuple[str, ...]] = tuple(_DEFAULT_PORTS)
 
