@@ -87,7 +87,7 @@ def count_tokens_many(texts: Sequence[str]) -> list[int]:
 
 
 def truncate_to_tokens(text: str, max_tokens: int) -> str:
-    """The longest prefix of ``text`` whose encoding stays within ``max_tokens`` tokens.
+    """``text`` cut to its first ``max_tokens`` tokens.
 
     ``text`` comes back unchanged (the same object) when it already fits. A cut never splits a
     character: bytes of a multi-byte character that a token boundary would split are dropped,

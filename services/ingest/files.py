@@ -185,7 +185,10 @@ def _extension(filename: str | None) -> str:
 
 
 def _label(filename: str | None) -> str:
-    return f"The file {filename!r}" if filename else "The file"
+    if not filename:
+        return "The file"
+    shown = filename if len(filename) <= 120 else filename[:117] + "..."
+    return f"The file {shown!r}"
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -290,10 +293,12 @@ def _pdf_locked(label: str) -> UnreadableFile:
 # --- chunking -------------------------------------------------------------------------------
 
 _WHITESPACE: Final = re.compile(r"\s+")
-# Separators from coarsest to finest; each match is removed between two segments.
+# Separators from coarsest to finest; each match is removed between two segments, and the
+# segments are trimmed, which absorbs any whitespace around a separator. (No pattern may scan a
+# whitespace run that it can fail to match at every start position: that would be quadratic.)
 _SEPARATORS: Final[tuple[re.Pattern[str], ...]] = (
-    re.compile(r"\n[^\S\n]*\n\s*"),  # blank line(s): paragraph boundary
-    re.compile(r"\s*\n\s*"),  # line break
+    re.compile(r"\n[^\S\n]*\n"),  # blank line(s): paragraph boundary
+    re.compile(r"\n"),  # line break
     # Sentence end: whitespace after . ! ? or an ellipsis (optionally closed by a quote or
     # bracket), or right after the CJK full stop, exclamation and question marks, which take no
     # space after them.

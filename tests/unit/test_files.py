@@ -6,6 +6,7 @@ import io
 import json
 import random
 import re
+import time
 
 import pytest
 from pypdf import PdfReader, PdfWriter
@@ -171,7 +172,12 @@ def test_line_breaks_before_sentences() -> None:
 
 def test_sentence_ends_before_other_whitespace() -> None:
     text = "Alpha beta gamma. Delta epsilon! Zeta eta? Theta iota."
-    assert split_text(text, 20) == ["Alpha beta gamma.", "Delta epsilon!", "Zeta eta?", "Theta iota."]
+    assert split_text(text, 20) == [
+        "Alpha beta gamma.",
+        "Delta epsilon!",
+        "Zeta eta?",
+        "Theta iota.",
+    ]
     quoted = 'He said "stop." Then left.'
     assert split_text(quoted, 16) == ['He said "stop."', "Then left."]
 
@@ -189,6 +195,14 @@ def test_hard_cut_as_last_resort() -> None:
     assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
     # The pieces of an over-long word are not glued to the words around it.
     assert split_text("ab " + "y" * 12 + " cd", 5) == ["ab", "yyyyy", "yyyyy", "yy", "cd"]
+
+
+def test_long_whitespace_runs_stay_linear() -> None:
+    started = time.perf_counter()
+    assert split_text("a" + " " * 200_000 + "b", 10) == ["a", "b"]
+    assert split_text("a\n" + "\t" * 200_000 + "b", 10) == ["a", "b"]
+    assert len(split_text("word " * 200_000, 1000)) == 1000
+    assert time.perf_counter() - started < 3.0
 
 
 def test_whitespace_only_text_gives_no_chunks() -> None:
@@ -388,7 +402,7 @@ def test_invalid_utf8_in_json() -> None:
 
 
 def test_utf16_file_is_rejected_with_advice() -> None:
-    with pytest.raises(UnreadableFile, match="UTF-16.*save it as UTF-8"):
+    with pytest.raises(UnreadableFile, match=r"UTF-16.*save it as UTF-8"):
         upload("hello".encode("utf-16"), filename="win.txt")
 
 

