@@ -58,7 +58,9 @@ def infra() -> Iterator[InfraEndpoints]:
     db_name = f"rapport_test_{_worker()}_{run}"
     admin_dsn = ep.database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
     base, _, _ = ep.database_url.rpartition("/")
     database_url = f"{base}/{db_name}"
@@ -74,6 +76,18 @@ def infra() -> Iterator[InfraEndpoints]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
         )
+    asyncio.run(delete_stream(ep.nats_url, f"RAPPORT_TEST_{run}"))
+
+
+async def delete_stream(nats_url: str, stream: str) -> None:
+    """Drop a run's stream so repeated runs do not fill the test server's disk."""
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await nc.close()
 
 
 def make_settings(infra: InfraEndpoints, **overrides: Any) -> AllInOneSettings:
@@ -185,7 +199,8 @@ async def read_stream(
                     subject_filter,
                     stream=infra.stream,
                     config=ConsumerConfig(
-                        deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
+                        deliver_policy=DeliverPolicy.ALL,
+                        ack_policy=AckPolicy.NONE,
                         inactive_threshold=5.0,
                     ),
                 )

@@ -17,12 +17,25 @@ Anything else — unknown fields or operators, values of the wrong type — rais
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Float, and_, case, false, func, not_, or_, true
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Float,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    not_,
+    or_,
+    true,
+)
 from sqlalchemy.orm import QueryableAttribute
 
 from libs.common.errors import ValidationError
@@ -42,6 +55,44 @@ class FieldSpec:
 
 def _fail(path: str, message: str) -> ValidationError:
     return ValidationError(f"Invalid filter at '{path}': {message}")
+
+
+def _storable_text(value: str) -> bool:
+    return "\x00" not in value and (value.isascii() or _utf8_ok(value))
+
+
+def _utf8_ok(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_values(filters: Any) -> None:
+    """Reject, as 422, values Postgres cannot take: NUL or unpaired surrogates in text or
+    keys, NaN / Infinity, integers beyond 64 bits. Iterative: bodies may nest deeply."""
+    stack: list[tuple[Any, str]] = [(filters, "filters")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not _storable_text(value):
+                raise _fail(path, "text must not contain NUL characters or unpaired surrogates")
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not -(2**63) <= value < 2**63:
+                raise _fail(path, "integer outside the 64-bit range")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise _fail(path, "numbers must be finite (no NaN or Infinity)")
+        elif isinstance(value, Mapping):
+            for key, sub in value.items():
+                if not isinstance(key, str) or not _storable_text(key):
+                    raise _fail(path, "keys must not contain NUL characters or unpaired surrogates")
+                stack.append((sub, f"{path}.{key}"))
+        elif isinstance(value, list):
+            stack.extend((sub, f"{path}[{i}]") for i, sub in enumerate(value))
 
 
 def _coerce(value: Any, ftype: FieldType, path: str) -> Any:
@@ -94,8 +145,8 @@ def _compare(col: Any, op: str, value: Any, ftype: FieldType, path: str) -> Colu
         return col > coerced  # type: ignore[no-any-return]
     if op == "lt":
         return col < coerced  # type: ignore[no-any-return]
-    if op == "ne":
-        return col != coerced  # type: ignore[no-any-return]
+    if op == "ne":  # rows where the field is null do not equal the value either
+        return col.is_distinct_from(coerced)  # type: ignore[no-any-return]
     raise _fail(path, f"unknown operator '{op}'")
 
 
@@ -109,6 +160,8 @@ def _field_condition(spec: FieldSpec, value: Any, path: str) -> ColumnElement[bo
         return true()
     if spec.type == "json":
         return _metadata_condition(col, value, path)
+    if spec.type == "int":  # compare as bigint: any 64-bit value is a valid bound
+        col = cast(col, BigInteger)
     if isinstance(value, list):
         return _compare(col, "in", value, spec.type, path)
     if isinstance(value, dict):
@@ -203,6 +256,8 @@ def build_filter(
         return true()
     if not isinstance(filters, Mapping):
         raise _fail(_path, "a filter must be an object")
+    if _depth == 0:
+        _check_values(filters)
     if _depth > MAX_FILTER_DEPTH:
         raise _fail(_path, f"filters nest deeper than {MAX_FILTER_DEPTH} levels")
     conds: list[ColumnElement[bool]] = []
@@ -219,8 +274,8 @@ def build_filter(
                 conds.append(and_(true(), *parts))
             elif key == "OR":
                 conds.append(or_(*parts) if parts else true())
-            else:
-                conds.append(and_(true(), *(not_(p) for p in parts)))
+            else:  # none may match; a condition that is unknown (SQL null) does not match
+                conds.append(and_(true(), *(not_(func.coalesce(p, false())) for p in parts)))
             continue
         spec = fields.get(key)
         if spec is None:

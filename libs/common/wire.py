@@ -21,6 +21,11 @@ MAX_JSON_BYTES = 64 * 1024
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL (\\u0000) characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates ("\ud800") cannot be stored
+            raise ValueError("must not contain unpaired UTF-16 surrogates") from exc
     return value
 
 
@@ -35,18 +40,28 @@ SafeStr = Annotated[str, AfterValidator(_no_nul)]
 
 
 def _walk(value: Any, depth: int, path: str) -> None:
-    if depth > MAX_JSON_DEPTH:
+    # ``depth`` counts containers (objects and arrays): the object itself is level 1.
+    if isinstance(value, dict | list) and depth > MAX_JSON_DEPTH:
         raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels (at {path})")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"contains a NUL (\\u0000) character (at {path})")
+        try:
+            _no_nul(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (at {path})") from None
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"contains an integer outside the 64-bit range (at {path})")
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"contains a non-finite number (at {path})")
     elif isinstance(value, dict):
         for k, v in value.items():
-            if "\x00" in k:
-                raise ValueError(f"has a key containing NUL (at {path})")
+            try:
+                _no_nul(k)
+            except ValueError as exc:
+                raise ValueError(f"has a key that {exc} (at {path})") from None
             _walk(v, depth + 1, f"{path}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from libs.common.wire import JsonObject, ResourceId, SafeStr, StrictModel
+from libs.common.wire import JsonObject, ResourceId, SafeStr, StrictModel, as_utc
 
 
 class WorkspaceCreate(StrictModel):
@@ -98,6 +98,17 @@ class MessageCreate(StrictModel):
     metadata: JsonObject | None = None
     configuration: MessageConfiguration | None = None
     created_at: datetime | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _representable(cls, value: datetime | None) -> datetime | None:
+        # Stored as UTC; an offset may push year 1 / 9999 out of the range Python can read back.
+        if value is not None:
+            try:
+                as_utc(value).astimezone(UTC)
+            except OverflowError as exc:
+                raise ValueError("is outside years 1-9999 once converted to UTC") from exc
+        return value
 
 
 class MessageBatch(StrictModel):

@@ -22,7 +22,13 @@ from psycopg import sql
 from allinone.app import create_app
 from libs.common.migrate import upgrade_to_head
 from scripts import devinfra
-from tests.conftest import InfraEndpoints, StreamEvent, make_settings, read_stream
+from tests.conftest import (
+    InfraEndpoints,
+    StreamEvent,
+    delete_stream,
+    make_settings,
+    read_stream,
+)
 
 PROFILE = "faults"
 #: How long NATS stays down while clients keep writing (the issue asks for "minutes").
@@ -47,8 +53,11 @@ def faults_infra() -> Any:
         prefix=f"rf{run}",
     )
     devinfra.start_nats(PROFILE)  # leave it up even if a test failed mid-outage
+    asyncio.run(delete_stream(ep.nats_url, f"RAPPORT_FAULTS_{run}"))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 async def _clients(infra: InfraEndpoints, stack: AsyncExitStack, n: int) -> list[httpx.AsyncClient]:
