@@ -182,16 +182,16 @@ class StreamEvent:
 
 
 async def read_stream(
-    infra: InfraEndpoints, subject_filter: str, *, expect: int | None = None, timeout: float = 15.0
+    infra: InfraEndpoints, subject_filter: str, *, expect: int | None = None, wait_s: float = 15.0
 ) -> list[StreamEvent]:
     """Every event on the run's stream matching ``subject_filter`` (waits until ``expect`` are
-    there, or ``timeout``), in stream order."""
+    there, or ``wait_s`` seconds), in stream order."""
     import json
 
     nc = await nats.connect(infra.nats_url)
     try:
         js = nc.jetstream()
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait_s
         while True:
             events: list[StreamEvent] = []
             try:

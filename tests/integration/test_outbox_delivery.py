@@ -111,8 +111,8 @@ async def _unpublished(infra: InfraEndpoints) -> int:
     return int(row[0])
 
 
-async def _drain(infra: InfraEndpoints, timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _drain(infra: InfraEndpoints, wait_s: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + wait_s
     while await _unpublished(infra):
         assert asyncio.get_running_loop().time() < deadline, "outbox did not drain"
         await asyncio.sleep(0.2)
@@ -208,7 +208,7 @@ async def test_concurrent_writers_and_two_relays_keep_session_order(
             return [m for _, batch in out for m in batch]
 
         results = await asyncio.gather(
-            *(writer(c, s, c is a and "a" or "b") for s in sessions for c in (a, b))
+            *(writer(c, s, "a" if c is a else "b") for s in sessions for c in (a, b))
         )
         assert sum(len(r) for r in results) == 4 * 2 * 5 * 4
         await _drain(faults_infra)
