@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from libs.common.broker import StreamLayout
 from libs.common.db import create_engine, create_session_factory
 from libs.common.settings import NatsSettings, PostgresSettings
+from libs.common.telemetry import instrument_engine
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Resources:
     @classmethod
     def open(cls, postgres: PostgresSettings, nats: NatsSettings) -> Resources:
         engine = create_engine(postgres)
+        instrument_engine(engine)
         return cls(
             engine=engine,
             session_factory=create_session_factory(engine),

@@ -74,3 +74,17 @@ def current_trace_headers() -> dict[str, str]:
 
 def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
+
+
+def instrument_app(app: Any) -> None:
+    """Server spans for every request (so outbox events carry the request's trace context)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
+
+
+def instrument_engine(engine: Any) -> None:
+    """Client spans for every SQL statement of an async engine."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)

@@ -25,7 +25,7 @@ from libs.common.settings import (
     PostgresSettings,
     TelemetrySettings,
 )
-from libs.common.telemetry import setup_logging, setup_tracing
+from libs.common.telemetry import instrument_app, setup_logging, setup_tracing
 from services.ingest.endpoints import IngestState, router
 
 
@@ -82,6 +82,7 @@ def configure_app(app: FastAPI, settings: Any) -> None:
     app.state.auth_settings = settings
     install_error_handlers(app)
     install_request_metrics(app)
+    instrument_app(app)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_bytes,

@@ -13,6 +13,7 @@ every route.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -81,34 +82,37 @@ async def _ok(client: httpx.AsyncClient, path: str, body: Json, want: int = 201)
 
 
 async def build_world(client: httpx.AsyncClient, ws_id: str) -> World:
+    """Create the world described in the module docstring (independent calls run together)."""
     w, w2 = ws_id, f"{ws_id}-two"
-    for ws in (w, w2):
-        await _ok(client, "/v3/workspaces", {"id": ws})
-    await _ok(
-        client, f"/v3/workspaces/{w}/sessions", {"id": "s1", "peers": {"alice": {}, "bob": {}}}
+    await asyncio.gather(*(_ok(client, "/v3/workspaces", {"id": ws}) for ws in (w, w2)))
+    s1 = {"id": "s1", "peers": {"alice": {}, "bob": {}}}
+    await _ok(client, f"/v3/workspaces/{w}/sessions", s1)
+    _, _, hook = await asyncio.gather(
+        _ok(client, f"/v3/workspaces/{w}/sessions", {"id": "s2", "peers": {"bob": {}}}),
+        _ok(client, f"/v3/workspaces/{w2}/sessions", {"id": "s1", "peers": {"alice": {}}}),
+        _ok(client, f"/v3/workspaces/{w}/webhooks", {"url": "https://hooks.example.com/a"}),
     )
-    await _ok(client, f"/v3/workspaces/{w}/sessions", {"id": "s2", "peers": {"bob": {}}})
-    await _ok(client, f"/v3/workspaces/{w2}/sessions", {"id": "s1", "peers": {"alice": {}}})
-    [m1] = await _ok(
-        client,
-        f"/v3/workspaces/{w}/sessions/s1/messages",
-        {"messages": [{"content": "hello from alice", "peer_id": "alice"}]},
+    [m1], [m2], [c1] = await asyncio.gather(
+        _ok(
+            client,
+            f"/v3/workspaces/{w}/sessions/s1/messages",
+            {"messages": [{"content": "hello from alice", "peer_id": "alice"}]},
+        ),
+        _ok(
+            client,
+            f"/v3/workspaces/{w}/sessions/s2/messages",
+            {"messages": [{"content": "bob alone", "peer_id": "bob"}]},
+        ),
+        _ok(
+            client,
+            f"/v3/workspaces/{w}/conclusions",
+            {
+                "conclusions": [
+                    {"content": "bob likes tea", "observer_id": "alice", "observed_id": "bob"}
+                ]
+            },
+        ),
     )
-    [m2] = await _ok(
-        client,
-        f"/v3/workspaces/{w}/sessions/s2/messages",
-        {"messages": [{"content": "bob alone", "peer_id": "bob"}]},
-    )
-    [c1] = await _ok(
-        client,
-        f"/v3/workspaces/{w}/conclusions",
-        {
-            "conclusions": [
-                {"content": "bob likes tea", "observer_id": "alice", "observed_id": "bob"}
-            ]
-        },
-    )
-    hook = await _ok(client, f"/v3/workspaces/{w}/webhooks", {"url": "https://hooks.example.com/a"})
     return World(w=w, w2=w2, m1=m1["id"], m2=m2["id"], c1=c1["id"], hook=hook["id"])
 
 
