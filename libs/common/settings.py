@@ -156,3 +156,88 @@ class HttpSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Bind address.")
     port: int = Field(default=8000, ge=1, le=65535, description="Bind port.")
+
+
+class LLMSettings(BaseSettings):
+    """An OpenAI-compatible LLM endpoint for the reasoner (unset: the extractive reasoner)."""
+
+    model_config = _COMMON
+
+    llm_base_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible API (e.g. http://localhost:11434/v1); "
+        "unset means no LLM: the extractive reasoner is used.",
+    )
+    llm_api_key: SecretStr = Field(
+        default=SecretStr("not-needed"), description="API key sent as a Bearer token."
+    )
+    llm_model: str = Field(default="gpt-4o-mini", description="Default model for every task.")
+    llm_extraction_model: str | None = Field(
+        default=None, description="Model for observation extraction (defaults to llm_model)."
+    )
+    llm_summary_model: str | None = Field(
+        default=None, description="Model for summaries (defaults to llm_model)."
+    )
+    llm_dream_model: str | None = Field(
+        default=None, description="Model for dreams / peer cards (defaults to llm_model)."
+    )
+    llm_dialectic_model: str | None = Field(
+        default=None, description="Model for the dialectic (defaults to llm_model)."
+    )
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout.")
+    llm_max_retries: int = Field(
+        default=4, ge=0, le=20, description="Retries on 429, 5xx and timeouts (with back-off)."
+    )
+    llm_structured_output: str = Field(
+        default="auto",
+        description="'json_schema', 'json_object' or 'auto' (schema first, then JSON mode + "
+        "repair for providers that ignore or reject schemas).",
+    )
+    llm_temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature.")
+    llm_custom_instructions: str | None = Field(
+        default=None, description="Extra instructions appended to every reasoning prompt."
+    )
+
+
+class EmbedderSettings(BaseSettings):
+    """Sentence embeddings: the bundled local ONNX model, or an OpenAI-compatible endpoint."""
+
+    model_config = _COMMON
+
+    embedder: str = Field(
+        default="local", description="'local' (bundled ONNX all-MiniLM-L6-v2) or 'openai'."
+    )
+    embedding_base_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible embeddings API."
+    )
+    embedding_api_key: SecretStr = Field(
+        default=SecretStr("not-needed"), description="API key for the embeddings API."
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2", description="Embedding model name."
+    )
+    embedding_dimensions: int = Field(
+        default=384, ge=8, le=8192, description="Vector dimensions of the embedding model."
+    )
+    embedding_batch_size: int = Field(
+        default=32, ge=1, le=2048, description="Texts per embedding call."
+    )
+
+
+class VectorStoreSettings(BaseSettings):
+    """Where vectors live: pgvector in the same Postgres (default) or Qdrant."""
+
+    model_config = _COMMON
+
+    vector_store: str = Field(default="pgvector", description="'pgvector' or 'qdrant'.")
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL (e.g. http://qdrant:6333)."
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant API key.")
+    qdrant_path: str | None = Field(
+        default=None,
+        description="Local-mode Qdrant directory (single process only; tests and demos).",
+    )
+    vector_namespace: str = Field(
+        default="rapport", description="Prefix of collection / table names."
+    )
