@@ -25,7 +25,15 @@ from libs.common.errors import (
 )
 from libs.common.http import CurrentPrincipal, PagingParams
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
-from libs.common.models import Conclusion, Message, Peer, Session, WebhookEndpoint, Workspace
+from libs.common.models import (
+    Conclusion,
+    DeadLetter,
+    Message,
+    Peer,
+    Session,
+    WebhookEndpoint,
+    Workspace,
+)
 from libs.common.pagination import PageResult
 from libs.common.settings import AuthSettings, LimitsSettings
 from libs.common.wire import ConclusionOut, JsonObject, ListRequest, MessageOut, Page, ResourceId
@@ -236,6 +244,60 @@ async def queue_status(
         return await svc.queue_status(
             workspace_id, observer_id=observer_id, sender_id=sender_id, session_id=session_id
         )
+
+
+def dead_letter_out(d: DeadLetter) -> schemas.DeadLetterOut:
+    return schemas.DeadLetterOut(
+        id=d.id,
+        workspace_id=d.workspace_id,
+        session_id=d.session_id,
+        consumer=d.consumer,
+        event_type=d.event_type,
+        event_id=d.event_id,
+        error=d.error,
+        attempts=d.attempts,
+        created_at=d.created_at,
+        retried_at=d.retried_at,
+        payload=d.payload,
+    )
+
+
+@router.get(
+    "/workspaces/{workspace_id}/queue/dead_letters",
+    response_model=Page[schemas.DeadLetterOut],
+    tags=["workspaces"],
+    summary="Events the deriver gave up on, with their errors (Rapport addition)",
+)
+async def list_dead_letters(
+    request: Request,
+    workspace_id: WorkspaceId,
+    principal: CurrentPrincipal,
+    paging: PagingParams,
+    include_retried: bool = False,
+) -> dict[str, Any]:
+    principal.require_workspace(workspace_id)
+    async with _service(request) as svc:
+        result = await svc.list_dead_letters(
+            workspace_id, include_retried=include_retried, page=paging.page, size=paging.size
+        )
+    return _page(result, dead_letter_out)
+
+
+@router.post(
+    "/workspaces/{workspace_id}/queue/dead_letters/{dead_letter_id}/retry",
+    response_model=schemas.DeadLetterOut,
+    tags=["workspaces"],
+    summary="Publish a dead-lettered event again (Rapport addition)",
+)
+async def retry_dead_letter(
+    request: Request,
+    workspace_id: WorkspaceId,
+    dead_letter_id: ObjectId,
+    principal: CurrentPrincipal,
+) -> schemas.DeadLetterOut:
+    principal.require_workspace(workspace_id)
+    async with _service(request) as svc:
+        return dead_letter_out(await svc.retry_dead_letter(workspace_id, dead_letter_id))
 
 
 @router.post(

@@ -614,14 +614,30 @@ class IngestRepository:
         rows = (await self.db.execute(stmt)).all()
         return [(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
 
-    async def dead_letters(self, workspace_id: str, limit: int = 100) -> list[DeadLetter]:
+    async def list_dead_letters(
+        self, workspace_id: str, *, include_retried: bool, page: int, size: int
+    ) -> PageResult[DeadLetter]:
+        stmt = select(DeadLetter).where(DeadLetter.workspace_id == workspace_id)
+        if not include_retried:
+            stmt = stmt.where(DeadLetter.retried_at.is_(None))
+        stmt = stmt.order_by(DeadLetter.created_at.desc(), DeadLetter.id)
+        return await paginate(self.db, stmt, page=page, size=size)
+
+    async def get_dead_letter(self, workspace_id: str, dead_letter_id: str) -> DeadLetter | None:
         stmt = (
             select(DeadLetter)
-            .where(DeadLetter.workspace_id == workspace_id, DeadLetter.retried_at.is_(None))
-            .order_by(DeadLetter.created_at.desc())
-            .limit(limit)
+            .where(DeadLetter.workspace_id == workspace_id, DeadLetter.id == dead_letter_id)
+            .with_for_update()
         )
-        return list((await self.db.execute(stmt)).scalars().all())
+        return (await self.db.execute(stmt)).scalar_one_or_none()
+
+    async def reset_derivation(self, message_id: str) -> None:
+        """Forget a dead message's status so the deriver takes it up again."""
+        await self.db.execute(
+            delete(DerivationStatus).where(
+                DerivationStatus.message_id == message_id, DerivationStatus.status == "dead"
+            )
+        )
 
 
 def utc_iso(value: datetime | None) -> str | None:

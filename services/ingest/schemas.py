@@ -229,3 +229,19 @@ class PeerConfiguration(StrictModel):
 
 class MessageConfiguration(StrictModel):
     reasoning: ReasoningConfiguration | None = None
+
+
+class DeadLetterOut(BaseModel):
+    """An event the deriver gave up on (a Rapport addition to the Honcho API)."""
+
+    id: str
+    workspace_id: str | None
+    session_id: str | None
+    consumer: str
+    event_type: str
+    event_id: str
+    error: str
+    attempts: int
+    created_at: datetime
+    retried_at: datetime | None
+    payload: dict[str, Any]

@@ -4,15 +4,17 @@ events each write commits with. Imports neither FastAPI nor FastStream; never co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common import outbox
 from libs.common.broker import StreamLayout
 from libs.common.errors import ConflictError, NotFoundError, ValidationError
 from libs.common.events import (
+    EVENTS_BY_TYPE,
     ConclusionDeleted,
     ConclusionsCreated,
     DreamScheduled,
@@ -24,9 +26,11 @@ from libs.common.events import (
     WorkspaceDeleted,
 )
 from libs.common.filters import build_filter
+from libs.common.ids import event_id as new_event_id
 from libs.common.ids import nanoid
 from libs.common.models import (
     Conclusion,
+    DeadLetter,
     Message,
     Peer,
     Session,
@@ -475,6 +479,7 @@ class IngestService:
             token_count=message.token_count,
             created_at=message.created_at,
             metadata=message.metadata_,
+            configuration=message.configuration,
             observe_me=effective_observe_me(author),
             witnesses=witnesses,
         )
@@ -626,6 +631,42 @@ class IngestService:
                 dream_type=body.dream_type,
             )
         )
+
+    async def list_dead_letters(
+        self, workspace_id: str, *, include_retried: bool, page: int, size: int
+    ) -> PageResult[DeadLetter]:
+        await self.require_workspace(workspace_id)
+        return await self.repo.list_dead_letters(
+            workspace_id, include_retried=include_retried, page=page, size=size
+        )
+
+    async def retry_dead_letter(self, workspace_id: str, dead_letter_id: str) -> DeadLetter:
+        """Publish the dead event again (under a new event id) and mark the letter retried."""
+        letter = await self.repo.get_dead_letter(workspace_id, dead_letter_id)
+        if letter is None:
+            await self.require_workspace(workspace_id)
+            raise NotFoundError(f"Dead letter '{dead_letter_id}' not found")
+        if letter.retried_at is not None:
+            raise ConflictError(f"Dead letter '{dead_letter_id}' was already retried")
+        event_cls = EVENTS_BY_TYPE.get(letter.event_type)
+        if event_cls is None:
+            raise ConflictError(
+                f"Dead letter '{dead_letter_id}' holds an unknown event type "
+                f"'{letter.event_type}'; it cannot be replayed"
+            )
+        try:
+            event = event_cls.model_validate({**letter.payload, "event_id": new_event_id()})
+        except PydanticValidationError as exc:
+            raise ConflictError(
+                f"Dead letter '{dead_letter_id}' holds an invalid event and cannot be replayed: "
+                f"{exc.errors()[0]['msg']}"
+            ) from exc
+        if isinstance(event, MessageCreated):
+            await self.repo.reset_derivation(event.message_id)
+        await self._publish(event)
+        letter.retried_at = datetime.now(UTC)
+        await self.db.flush()
+        return letter
 
     async def queue_status(
         self,

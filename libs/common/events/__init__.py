@@ -66,6 +66,10 @@ class MessageCreated(Event):
     token_count: int = Field(description="o200k token count of the content.")
     created_at: datetime = Field(description="Message time (client-supplied for imports).")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Message metadata.")
+    configuration: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Message configuration as stored (e.g. reasoning.enabled: false).",
+    )
     observe_me: bool = Field(
         description="Whether the author's global representation learns from this message."
     )

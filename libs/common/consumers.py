@@ -1,0 +1,124 @@
+"""The failure policy every JetStream consumer applies, stated once.
+
+FastStream's NATS default *terminates* a message on any exception, which silently loses work.
+Rapport's subscribers take messages with ``AckPolicy.MANUAL`` and settle each one here:
+
+* success → ``ack``;
+* :class:`TransientError` (a dependency is down, a rate limit, a timeout) or any unexpected
+  exception → ``nak`` with exponential back-off, so the message comes back later;
+* :class:`PoisonMessage` (input that can never succeed: undecodable, invalid) → recorded as a
+  dead letter with its error, then ``term`` (no redelivery);
+* when a message has been delivered ``max_deliver`` times and still fails, it is dead-lettered
+  the same way. Dead letters are rows in ``dead_letters``, listed through the API and retried
+  from there — nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+CONSUMER_OUTCOMES = Counter(
+    "rapport_consumer_messages_total",
+    "Messages settled by consumers, by outcome",
+    ["consumer", "outcome"],
+)
+
+
+class TransientError(Exception):
+    """Worth retrying later."""
+
+
+class PoisonMessage(Exception):
+    """Retrying can never help; dead-letter at once."""
+
+
+class RawMessage(Protocol):
+    """The subset of a nats-py JetStream message the policy uses."""
+
+    subject: str
+    data: bytes
+
+    @property
+    def metadata(self) -> Any: ...
+
+    async def ack(self) -> None: ...
+
+    async def nak(self, delay: float | None = None) -> None: ...
+
+    async def term(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """Bounded redelivery with exponential back-off."""
+
+    max_deliver: int = 8
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+    def delay(self, delivered: int) -> float:
+        """Back-off before delivery number ``delivered + 1`` (with ±20 % jitter)."""
+        base = min(self.backoff_base_s * 2 ** max(delivered - 1, 0), self.backoff_max_s)
+        return float(base * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter only
+
+
+DeadLetterSink = Callable[[RawMessage, str, int], Awaitable[None]]
+
+
+def delivered_count(raw: RawMessage) -> int:
+    try:
+        return int(raw.metadata.num_delivered)
+    except (AttributeError, TypeError, ValueError):
+        return 1
+
+
+async def settle(
+    raw: RawMessage,
+    error: BaseException | None,
+    *,
+    consumer: str,
+    policy: FailurePolicy,
+    dead_letter: DeadLetterSink,
+) -> str:
+    """Ack, nak or dead-letter ``raw`` after its handler finished with ``error`` (or None).
+
+    Returns the outcome: ``ack``, ``retry`` or ``dead``.
+    """
+    if error is None:
+        await raw.ack()
+        CONSUMER_OUTCOMES.labels(consumer, "ack").inc()
+        return "ack"
+    delivered = delivered_count(raw)
+    reason = f"{type(error).__name__}: {error}"
+    if isinstance(error, PoisonMessage) or delivered >= policy.max_deliver:
+        why = "poison input" if isinstance(error, PoisonMessage) else "redelivery limit reached"
+        log.error(
+            "%s: dead-lettering %s after %d deliveries (%s)", consumer, raw.subject, delivered, why
+        )
+        await dead_letter(raw, reason, delivered)
+        await raw.term()
+        CONSUMER_OUTCOMES.labels(consumer, "dead").inc()
+        return "dead"
+    delay = policy.delay(delivered)
+    level = logging.WARNING if isinstance(error, TransientError) else logging.ERROR
+    log.log(
+        level,
+        "%s: retrying %s in %.1fs (delivery %d/%d): %s",
+        consumer,
+        raw.subject,
+        delay,
+        delivered,
+        policy.max_deliver,
+        reason,
+    )
+    await raw.nak(delay=delay)
+    CONSUMER_OUTCOMES.labels(consumer, "retry").inc()
+    return "retry"
