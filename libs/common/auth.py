@@ -138,7 +138,10 @@ def _expiry(value: Any) -> datetime:
     if isinstance(value, bool):
         raise AuthenticationError("Invalid token: malformed 'exp' claim")
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError) as exc:  # NaN, or beyond year 9999
+            raise AuthenticationError("Invalid token: malformed 'exp' claim") from exc
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)

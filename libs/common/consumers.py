@@ -6,7 +6,7 @@ Rapport's subscribers take messages with ``AckPolicy.MANUAL`` and settle each on
 * success → ``ack``;
 * :class:`TransientError` (a dependency is down, a rate limit, a timeout) or any unexpected
   exception → ``nak`` with exponential back-off, so the message comes back later;
-* :class:`PoisonMessage` (input that can never succeed: undecodable, invalid) → recorded as a
+* :class:`PoisonMessageError` (input that can never succeed: undecodable, invalid) → recorded as a
   dead letter with its error, then ``term`` (no redelivery);
 * when a message has been delivered ``max_deliver`` times and still fails, it is dead-lettered
   the same way. Dead letters are rows in ``dead_letters``, listed through the API and retried
@@ -36,7 +36,7 @@ class TransientError(Exception):
     """Worth retrying later."""
 
 
-class PoisonMessage(Exception):
+class PoisonMessageError(Exception):
     """Retrying can never help; dead-letter at once."""
 
 
@@ -98,8 +98,9 @@ async def settle(
         return "ack"
     delivered = delivered_count(raw)
     reason = f"{type(error).__name__}: {error}"
-    if isinstance(error, PoisonMessage) or delivered >= policy.max_deliver:
-        why = "poison input" if isinstance(error, PoisonMessage) else "redelivery limit reached"
+    poison = isinstance(error, PoisonMessageError)
+    if poison or delivered >= policy.max_deliver:
+        why = "poison input" if poison else "redelivery limit reached"
         log.error(
             "%s: dead-lettering %s after %d deliveries (%s)", consumer, raw.subject, delivered, why
         )

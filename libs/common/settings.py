@@ -10,7 +10,11 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_COMMON = SettingsConfigDict(env_prefix="RAPPORT_", extra="ignore", env_file=None)
+# hide_input_in_errors: a refused setting must not print the raw inputs (secrets, database
+# passwords) into the startup log.
+_COMMON = SettingsConfigDict(
+    env_prefix="RAPPORT_", extra="ignore", env_file=None, hide_input_in_errors=True
+)
 
 DEFAULT_DEV_JWT_SECRET = "rapport-dev-secret-change-me"  # noqa: S105 - refused when auth is on
 
@@ -213,9 +217,7 @@ class EmbedderSettings(BaseSettings):
     embedding_api_key: SecretStr = Field(
         default=SecretStr("not-needed"), description="API key for the embeddings API."
     )
-    embedding_model: str = Field(
-        default="all-MiniLM-L6-v2", description="Embedding model name."
-    )
+    embedding_model: str = Field(default="all-MiniLM-L6-v2", description="Embedding model name.")
     embedding_dimensions: int = Field(
         default=384, ge=8, le=8192, description="Vector dimensions of the embedding model."
     )

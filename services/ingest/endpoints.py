@@ -331,13 +331,10 @@ async def get_or_create_peer(
     body: schemas.PeerCreate,
     principal: CurrentPrincipal,
 ) -> schemas.PeerOut:
-    principal.require_peer(workspace_id, body.id)
+    principal.require_peer(workspace_id, body.id)  # session keys are refused here
     async with _service(request) as svc:
-        if principal.kind == "session":  # session keys may read peers, not create them
-            peer, created = await svc.require_peer(workspace_id, body.id), False
-        else:
-            outcome = await svc.get_or_create_peer(workspace_id, body)
-            peer, created = outcome.value, outcome.created
+        outcome = await svc.get_or_create_peer(workspace_id, body)
+        peer, created = outcome.value, outcome.created
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return peer_out(peer)
 
@@ -393,8 +390,6 @@ async def peer_sessions(
     body: ListRequest | None = None,
 ) -> dict[str, Any]:
     principal.require_peer(workspace_id, peer_id)
-    if principal.kind == "session":
-        principal.require_workspace(workspace_id)
     async with _service(request) as svc:
         result = await svc.peer_sessions(
             workspace_id,
@@ -689,6 +684,8 @@ async def upload_file(
     created_at: Annotated[str | None, Form()] = None,
 ) -> list[MessageOut]:
     state: IngestState = request.app.state.ingest
+    async with _service(request) as svc:  # authorise before reading and parsing the file
+        await _authorize_session(principal, svc, workspace_id, session_id, write=True)
     data = await file.read(state.limits.max_upload_bytes + 1)
     if len(data) > state.limits.max_upload_bytes:
         raise PayloadTooLargeError(
