@@ -40,7 +40,7 @@ from sqlalchemy.orm import QueryableAttribute
 
 from libs.common.errors import ValidationError
 
-FieldType = Literal["str", "int", "bool", "datetime", "json"]
+FieldType = Literal["str", "int", "bool", "datetime", "json", "str_array"]
 OPERATORS = frozenset({"gte", "lte", "gt", "lt", "ne", "in", "contains", "icontains"})
 LOGICAL = frozenset({"AND", "OR", "NOT"})
 MAX_FILTER_DEPTH = 10
@@ -154,12 +154,33 @@ def _is_operator_object(value: Any) -> bool:
     return isinstance(value, dict) and bool(value) and all(k in OPERATORS for k in value)
 
 
+def _array_condition(col: Any, value: Any, path: str) -> ColumnElement[bool]:
+    """A JSON array of strings: a scalar or ``contains`` means "holds this element", a list or
+    ``in`` means "holds any of these"."""
+    if isinstance(value, str):
+        return col.contains([value])  # type: ignore[no-any-return]
+    if isinstance(value, list) or (isinstance(value, dict) and set(value) == {"in"}):
+        items = value if isinstance(value, list) else value["in"]
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise _fail(path, "expected a list of strings")
+        if len(items) > MAX_IN_VALUES:
+            raise _fail(path, f"'in' accepts at most {MAX_IN_VALUES} values")
+        return or_(*(col.contains([v]) for v in items)) if items else false()
+    if isinstance(value, dict) and set(value) == {"contains"}:
+        if not isinstance(value["contains"], str):
+            raise _fail(f"{path}.contains", "expected a string")
+        return col.contains([value["contains"]])  # type: ignore[no-any-return]
+    raise _fail(path, "list fields accept a string, a list, or {'contains' | 'in': ...}")
+
+
 def _field_condition(spec: FieldSpec, value: Any, path: str) -> ColumnElement[bool]:
     col = spec.column
     if value == "*":
         return true()
     if spec.type == "json":
         return _metadata_condition(col, value, path)
+    if spec.type == "str_array":
+        return _array_condition(col, value, path)
     if spec.type == "int":  # compare as bigint: any 64-bit value is a valid bound
         col = cast(col, BigInteger)
     if isinstance(value, list):

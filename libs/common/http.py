@@ -59,6 +59,8 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = "No such route; see /docs for the API"
         if exc.status_code == 405:
             detail = "Method not allowed on this route"
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "The request body could not be read as JSON; send UTF-8 encoded JSON"
         return JSONResponse(error_body(detail), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -115,6 +117,13 @@ class BodySizeLimitMiddleware:
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if rejected:
+                # The app turned the aborted read into its own answer (FastAPI: 400 "error
+                # parsing the body"); the client must hear 413 instead.
+                if message["type"] == "http.response.start" and not response_started:
+                    response_started = True
+                    await _send_413(send, limit)
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)

@@ -56,6 +56,10 @@ def _walk(value: Any, depth: int, path: str) -> None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"contains a non-finite number (at {path})")
+        # Postgres stores 1e19 as the integer 18446744073709552000, which reads back beyond
+        # what the event encoder (orjson, 64-bit integers) can serialize.
+        if not -(2.0**63) <= value < 2.0**63:
+            raise ValueError(f"contains a number outside the 64-bit range (at {path})")
     elif isinstance(value, dict):
         for k, v in value.items():
             try:

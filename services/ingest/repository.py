@@ -72,6 +72,7 @@ CONCLUSION_FIELDS = {
     "session_id": FieldSpec(Conclusion.session_id, "str"),
     "level": FieldSpec(Conclusion.level, "str"),
     "created_at": FieldSpec(Conclusion.created_at, "datetime"),
+    "source_ids": FieldSpec(Conclusion.source_ids, "str_array"),
 }
 
 

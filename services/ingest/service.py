@@ -325,7 +325,8 @@ class IngestService:
         await self.repo.join(
             workspace_id,
             session_id,
-            {p: cfg.stored() for p, cfg in peers.items()},
+            # An empty config keeps what a returning member had; a given one replaces it.
+            {p: cfg.stored() or None for p, cfg in peers.items()},
             at_seq=session.last_seq,
         )
         return session
@@ -345,7 +346,8 @@ class IngestService:
         await self.repo.join(
             workspace_id,
             session_id,
-            {p: cfg.stored() for p, cfg in peers.items()},
+            # An empty config keeps what a returning member had; a given one replaces it.
+            {p: cfg.stored() or None for p, cfg in peers.items()},
             at_seq=session.last_seq,
         )
         return session
@@ -587,6 +589,7 @@ class IngestService:
 
     # -- webhooks, dreams, queue -----------------------------------------------------------
     async def get_or_create_webhook(self, workspace_id: str, url: str) -> Created:
+        url = url.strip()  # the URL that is validated is the one stored and matched
         validate_webhook_url(url, allow_private=self.limits.allow_private_webhook_urls)
         await self.require_workspace(workspace_id)
         existing = await self.repo.get_webhook_by_url(workspace_id, url)

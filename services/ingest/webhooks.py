@@ -32,7 +32,10 @@ def is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -
 
 def validate_webhook_url(url: str, *, allow_private: bool) -> None:
     """Raise a 422 naming the problem when ``url`` may not receive webhooks."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. an unbalanced "[" in the host
+        raise ValidationError(f"Webhook URL is malformed: {exc}") from exc
     if parts.scheme not in ("http", "https"):
         raise ValidationError("Webhook URL must start with http:// or https://")
     host = parts.hostname

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import InfraEndpoints, StreamEvent, read_stream
+
 __all__ = [
     "add_messages",
     "assert_422",
@@ -13,8 +15,24 @@ __all__ = [
     "make_session",
     "make_workspace",
     "message_seqs",
+    "read_events",
     "ws_url",
 ]
+
+
+async def read_events(
+    infra: InfraEndpoints, subject: str, *, expect: int | None = None, wait_s: float = 15.0
+) -> list[StreamEvent]:
+    """``read_stream``, retried when nats-py's ``fetch`` leaks a bare ``TimeoutError`` (its
+    lingering pull request can time out with ``asyncio.TimeoutError``, which ``read_stream``
+    does not catch)."""
+    for attempt in range(5):
+        try:
+            return await read_stream(infra, subject, expect=expect, wait_s=wait_s)
+        except TimeoutError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def ws_url(ws: str, rest: str = "") -> str:
@@ -51,9 +69,7 @@ async def add_messages(
     client: httpx.AsyncClient, ws: str, session: str, *messages: tuple[str, str] | dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Post one batch; each message is ``(peer_id, content)`` or a full dict."""
-    body = [
-        {"peer_id": m[0], "content": m[1]} if isinstance(m, tuple) else m for m in messages
-    ]
+    body = [{"peer_id": m[0], "content": m[1]} if isinstance(m, tuple) else m for m in messages]
     r = await client.post(ws_url(ws, f"/sessions/{session}/messages"), json={"messages": body})
     assert r.status_code == 201, r.text
     return list(r.json())
@@ -104,7 +120,10 @@ def make_pdf(pages: list[str]) -> bytes:
             ).encode()
         )
         objects.append(
-            b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content
+            b"<< /Length "
+            + str(len(content)).encode()
+            + b" >>\nstream\n"
+            + content
             + b"\nendstream"
         )
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")

@@ -1,20 +1,57 @@
 """The filter DSL (libs/common/filters.py) through the real ``POST …/list`` routes.
 
-Each test builds a small data set, posts one filter and asserts the exact set of ids returned.
-Server-generated ids (messages, conclusions) and the per-test workspace id are written as
-``@label`` placeholders in the parametrized filters and substituted before the request.
+Each test posts one filter over a small data set and asserts the exact set of ids returned.
+Server-generated ids (messages, conclusions) and workspace ids are written as ``@label``
+placeholders in the parametrized filters and substituted before the request.
+
+The data sets are read-only, so each is built once per module in its own workspace (see
+:func:`_cached`) instead of once per case; the workspace-list cases need a clean database and
+use the truncating ``client`` fixture.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from tests.conftest import AppFactory, InfraEndpoints
+
 Json = Any
 DB = psycopg.AsyncConnection[Any]
+Built = tuple[str, dict[str, str]]
+_BUILT: dict[str, tuple[str, Any]] = {}
+
+
+@pytest.fixture
+async def api(app_factory: AppFactory) -> httpx.AsyncClient:
+    """The default app, without truncating the database first (unlike ``client``)."""
+    return await app_factory()
+
+
+async def _cached(
+    api: httpx.AsyncClient,
+    infra: InfraEndpoints,
+    name: str,
+    build: Callable[[httpx.AsyncClient, str, DB], Awaitable[Any]],
+) -> Any:
+    """``build``'s result for a fresh workspace, reused while that workspace still exists."""
+    hit = _BUILT.get(name)
+    if hit is not None:
+        r = await api.post("/v3/workspaces", json={"id": hit[0]})
+        if r.status_code == 200:
+            return hit[1]
+        # 201: a test using the ``client`` fixture truncated the database since; rebuild.
+    ws_id = f"ws-{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(infra.dsn, autocommit=True) as db:
+        data = await build(api, ws_id, db)
+    _BUILT[name] = (ws_id, data)
+    return data
+
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -125,8 +162,7 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture
-async def messages(client: httpx.AsyncClient, ws_id: str) -> tuple[str, dict[str, str]]:
+async def _build_messages(client: httpx.AsyncClient, ws_id: str, db: DB) -> Built:
     """Session ``s1`` with the five messages above; returns (list url, label → id)."""
     await _create_workspace(client, ws_id)
     r = await client.post(f"/v3/workspaces/{ws_id}/sessions", json={"id": "s1"})
@@ -155,6 +191,11 @@ async def messages(client: httpx.AsyncClient, ws_id: str) -> tuple[str, dict[str
     ids = {label: m["id"] for (label, *_), m in zip(MESSAGES, stored, strict=True)}
     ids["ws"] = ws_id
     return f"{base}/list", ids
+
+
+@pytest.fixture
+async def messages(api: httpx.AsyncClient, infra: InfraEndpoints) -> Built:
+    return await _cached(api, infra, "messages", _build_messages)  # type: ignore[no-any-return]
 
 
 ALL_MESSAGES = "m1 m2 m3 m4 m5"
@@ -285,23 +326,23 @@ MESSAGE_CASES: list[tuple[str, Json, str]] = [
     [pytest.param(f, e, id=name) for name, f, e in MESSAGE_CASES],
 )
 async def test_message_filters(
-    client: httpx.AsyncClient,
+    api: httpx.AsyncClient,
     messages: tuple[str, dict[str, str]],
     filters: Json,
     expected: str,
 ) -> None:
     url, ids = messages
-    assert await _labels(client, url, filters, ids) == _split(expected)
+    assert await _labels(api, url, filters, ids) == _split(expected)
 
 
 async def test_filters_at_max_depth_are_accepted(
-    client: httpx.AsyncClient, messages: tuple[str, dict[str, str]]
+    api: httpx.AsyncClient, messages: tuple[str, dict[str, str]]
 ) -> None:
     url, ids = messages
     nested: Json = {"peer_id": "alice"}
     for _ in range(10):
         nested = {"AND": [nested]}
-    assert await _labels(client, url, nested, ids) == {"m1", "m3"}
+    assert await _labels(api, url, nested, ids) == {"m1", "m3"}
 
 
 # -- 422: the detail names the offending path ----------------------------------------------
@@ -392,14 +433,14 @@ ERROR_CASES: list[tuple[str, Json, str, str]] = [
     [pytest.param(f, p, frag, id=name) for name, f, p, frag in ERROR_CASES],
 )
 async def test_bad_filter_is_422_naming_the_path(
-    client: httpx.AsyncClient,
+    api: httpx.AsyncClient,
     messages: tuple[str, dict[str, str]],
     filters: Json,
     path: str,
     fragment: str,
 ) -> None:
     url, _ = messages
-    r = await _list(client, url, filters)
+    r = await _list(api, url, filters)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert isinstance(detail, str)
@@ -434,14 +475,14 @@ async def test_bad_filter_is_422_naming_the_path(
     ],
 )
 async def test_unstorable_filter_values_are_422(
-    client: httpx.AsyncClient,
+    api: httpx.AsyncClient,
     messages: tuple[str, dict[str, str]],
     raw: bytes,
     path: str,
     fragment: str,
 ) -> None:
     url, _ = messages
-    r = await client.post(url, content=raw, headers={"Content-Type": "application/json"})
+    r = await api.post(url, content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert detail.startswith(f"Invalid filter at '{path}':"), detail
@@ -449,13 +490,13 @@ async def test_unstorable_filter_values_are_422(
 
 
 async def test_filters_nested_too_deep_are_422(
-    client: httpx.AsyncClient, messages: tuple[str, dict[str, str]]
+    api: httpx.AsyncClient, messages: tuple[str, dict[str, str]]
 ) -> None:
     url, _ = messages
     nested: Json = {"peer_id": "alice"}
     for _ in range(11):
         nested = {"AND": [nested]}
-    r = await _list(client, url, nested)
+    r = await _list(api, url, nested)
     assert r.status_code == 422, r.text
     path = "filters" + ".AND[0]" * 11
     assert r.json()["detail"] == f"Invalid filter at '{path}': filters nest deeper than 10 levels"
@@ -465,10 +506,10 @@ async def test_filters_nested_too_deep_are_422(
     "filters", [pytest.param(v, id=repr(v)) for v in ("peer_id", ["peer_id"], 1, True)]
 )
 async def test_filters_that_are_not_an_object_are_422(
-    client: httpx.AsyncClient, messages: tuple[str, dict[str, str]], filters: Json
+    api: httpx.AsyncClient, messages: tuple[str, dict[str, str]], filters: Json
 ) -> None:
     url, _ = messages
-    r = await client.post(url, json={"filters": filters})
+    r = await api.post(url, json={"filters": filters})
     assert r.status_code == 422, r.text
     [err] = r.json()["detail"]
     assert err["loc"] == ["body", "filters"]
@@ -476,10 +517,10 @@ async def test_filters_that_are_not_an_object_are_422(
 
 
 async def test_unknown_list_body_key_is_422(
-    client: httpx.AsyncClient, messages: tuple[str, dict[str, str]]
+    api: httpx.AsyncClient, messages: tuple[str, dict[str, str]]
 ) -> None:
     url, _ = messages
-    r = await client.post(url, json={"filter": {"peer_id": "alice"}})
+    r = await api.post(url, json={"filter": {"peer_id": "alice"}})
     assert r.status_code == 422, r.text
     [err] = r.json()["detail"]
     assert err["loc"] == ["body", "filter"]
@@ -489,8 +530,7 @@ async def test_unknown_list_body_key_is_422(
 # -- peers ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def peers(client: httpx.AsyncClient, ws_id: str, db: DB) -> tuple[str, dict[str, str]]:
+async def _build_peers(client: httpx.AsyncClient, ws_id: str, db: DB) -> Built:
     await _create_workspace(client, ws_id)
     specs = {
         "a_b": {"team": "red", "profile": {"lang": "en", "tz": "UTC"}},
@@ -512,6 +552,11 @@ async def peers(client: httpx.AsyncClient, ws_id: str, db: DB) -> tuple[str, dic
     )
     ids = {p: p for p in specs} | {"ws": ws_id}
     return f"/v3/workspaces/{ws_id}/peers/list", ids
+
+
+@pytest.fixture
+async def peers(api: httpx.AsyncClient, infra: InfraEndpoints) -> Built:
+    return await _cached(api, infra, "peers", _build_peers)  # type: ignore[no-any-return]
 
 
 PEER_CASES: list[tuple[str, Json, str]] = [
@@ -541,17 +586,16 @@ PEER_CASES: list[tuple[str, Json, str]] = [
     ("filters", "expected"), [pytest.param(f, e, id=name) for name, f, e in PEER_CASES]
 )
 async def test_peer_filters(
-    client: httpx.AsyncClient, peers: tuple[str, dict[str, str]], filters: Json, expected: str
+    api: httpx.AsyncClient, peers: tuple[str, dict[str, str]], filters: Json, expected: str
 ) -> None:
     url, ids = peers
-    assert await _labels(client, url, filters, ids) == _split(expected)
+    assert await _labels(api, url, filters, ids) == _split(expected)
 
 
 # -- sessions ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sessions(client: httpx.AsyncClient, ws_id: str, db: DB) -> tuple[str, dict[str, str]]:
+async def _build_sessions(client: httpx.AsyncClient, ws_id: str, db: DB) -> Built:
     await _create_workspace(client, ws_id)
     specs = {
         "sa": {"kind": "chat", "meta": {"v": 1}},
@@ -579,6 +623,11 @@ async def sessions(client: httpx.AsyncClient, ws_id: str, db: DB) -> tuple[str, 
     return f"/v3/workspaces/{ws_id}/sessions/list", {s: s for s in specs}
 
 
+@pytest.fixture
+async def sessions(api: httpx.AsyncClient, infra: InfraEndpoints) -> Built:
+    return await _cached(api, infra, "sessions", _build_sessions)  # type: ignore[no-any-return]
+
+
 SESSION_CASES: list[tuple[str, Json, str]] = [
     ("active-true", {"is_active": True}, "sa sc"),
     ("active-false", {"is_active": False}, "sb"),
@@ -603,10 +652,10 @@ SESSION_CASES: list[tuple[str, Json, str]] = [
     ("filters", "expected"), [pytest.param(f, e, id=name) for name, f, e in SESSION_CASES]
 )
 async def test_session_filters(
-    client: httpx.AsyncClient, sessions: tuple[str, dict[str, str]], filters: Json, expected: str
+    api: httpx.AsyncClient, sessions: tuple[str, dict[str, str]], filters: Json, expected: str
 ) -> None:
     url, ids = sessions
-    assert await _labels(client, url, filters, ids) == _split(expected)
+    assert await _labels(api, url, filters, ids) == _split(expected)
 
 
 @pytest.mark.parametrize(
@@ -624,14 +673,14 @@ async def test_session_filters(
     ],
 )
 async def test_bad_session_filter_is_422(
-    client: httpx.AsyncClient,
+    api: httpx.AsyncClient,
     sessions: tuple[str, dict[str, str]],
     filters: Json,
     path: str,
     fragment: str,
 ) -> None:
     url, _ = sessions
-    r = await _list(client, url, filters)
+    r = await _list(api, url, filters)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert detail.startswith(f"Invalid filter at '{path}':"), detail
@@ -693,8 +742,7 @@ async def test_workspace_filters(
 # -- conclusions ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def conclusions(client: httpx.AsyncClient, ws_id: str, db: DB) -> tuple[str, dict[str, str]]:
+async def _build_conclusions(client: httpx.AsyncClient, ws_id: str, db: DB) -> Built:
     await _create_workspace(client, ws_id)
     for pid in ("alice", "bob", "carol"):
         r = await client.post(f"/v3/workspaces/{ws_id}/peers", json={"id": pid})
@@ -725,6 +773,11 @@ async def conclusions(client: httpx.AsyncClient, ws_id: str, db: DB) -> tuple[st
     return f"/v3/workspaces/{ws_id}/conclusions/list", ids
 
 
+@pytest.fixture
+async def conclusions(api: httpx.AsyncClient, infra: InfraEndpoints) -> Built:
+    return await _cached(api, infra, "conclusions", _build_conclusions)  # type: ignore[no-any-return]
+
+
 CONCLUSION_CASES: list[tuple[str, Json, str]] = [
     ("observer", {"observer_id": "alice"}, "c1 c2"),
     ("view", {"observer_id": "alice", "observed_id": "bob"}, "c2"),
@@ -748,20 +801,20 @@ CONCLUSION_CASES: list[tuple[str, Json, str]] = [
     ("filters", "expected"), [pytest.param(f, e, id=name) for name, f, e in CONCLUSION_CASES]
 )
 async def test_conclusion_filters(
-    client: httpx.AsyncClient,
+    api: httpx.AsyncClient,
     conclusions: tuple[str, dict[str, str]],
     filters: Json,
     expected: str,
 ) -> None:
     url, ids = conclusions
-    assert await _labels(client, url, filters, ids) == _split(expected)
+    assert await _labels(api, url, filters, ids) == _split(expected)
 
 
 async def test_conclusion_list_is_newest_first(
-    client: httpx.AsyncClient, conclusions: tuple[str, dict[str, str]]
+    api: httpx.AsyncClient, conclusions: tuple[str, dict[str, str]]
 ) -> None:
     url, ids = conclusions
-    r = await client.post(url, json={"filters": {"observed_id": "bob"}})
+    r = await api.post(url, json={"filters": {"observed_id": "bob"}})
     assert r.status_code == 200, r.text
     assert [i["id"] for i in r.json()["items"]] == [ids["c4"], ids["c2"]]
 
@@ -769,9 +822,11 @@ async def test_conclusion_list_is_newest_first(
 # -- every list route: unknown fields, null filters, empty bodies ---------------------------
 
 
-@pytest.fixture
-async def every_list(client: httpx.AsyncClient, ws_id: str) -> dict[str, tuple[str, set[str]]]:
-    """One item under each list route: route name → (url, expected ids with no filter)."""
+async def _build_every_list(client: httpx.AsyncClient, ws_id: str, db: DB) -> dict[str, Any]:
+    """One item under each list route: route name → (url, expected ids with no filter).
+
+    Messages live in a second workspace so that conclusions derived from them (once a deriver
+    runs) cannot show up in the conclusion list."""
     await _create_workspace(client, ws_id)
     base = f"/v3/workspaces/{ws_id}"
     r = await client.post(f"{base}/peers", json={"id": "alice"})
@@ -779,23 +834,31 @@ async def every_list(client: httpx.AsyncClient, ws_id: str) -> dict[str, tuple[s
     r = await client.post(f"{base}/sessions", json={"id": "s1"})
     assert r.status_code == 201, r.text
     r = await client.post(
-        f"{base}/sessions/s1/messages", json={"messages": [{"peer_id": "alice", "content": "hi"}]}
-    )
-    assert r.status_code == 201, r.text
-    message_id = r.json()[0]["id"]
-    r = await client.post(
         f"{base}/conclusions",
         json={"conclusions": [{"content": "c", "observer_id": "alice", "observed_id": "alice"}]},
     )
     assert r.status_code == 201, r.text
     conclusion_id = r.json()[0]["id"]
+    other = f"{ws_id}-m"
+    await _create_workspace(client, other)
+    r = await client.post(f"/v3/workspaces/{other}/sessions", json={"id": "s1"})
+    assert r.status_code == 201, r.text
+    messages = f"/v3/workspaces/{other}/sessions/s1/messages"
+    r = await client.post(messages, json={"messages": [{"peer_id": "bob", "content": "hi"}]})
+    assert r.status_code == 201, r.text
+    message_id = r.json()[0]["id"]
     return {
-        "workspaces": ("/v3/workspaces/list", {ws_id}),
+        "workspaces": ("/v3/workspaces/list", None),  # every workspace: read from the database
         "peers": (f"{base}/peers/list", {"alice"}),
         "sessions": (f"{base}/sessions/list", {"s1"}),
-        "messages": (f"{base}/sessions/s1/messages/list", {message_id}),
+        "messages": (f"{messages}/list", {message_id}),
         "conclusions": (f"{base}/conclusions/list", {conclusion_id}),
     }
+
+
+@pytest.fixture
+async def every_list(api: httpx.AsyncClient, infra: InfraEndpoints) -> dict[str, Any]:
+    return await _cached(api, infra, "every_list", _build_every_list)  # type: ignore[no-any-return]
 
 
 ROUTES = ["workspaces", "peers", "sessions", "messages", "conclusions"]
@@ -812,31 +875,35 @@ ROUTES = ["workspaces", "peers", "sessions", "messages", "conclusions"]
     ],
 )
 async def test_list_accepts_what_the_sdk_sends(
-    client: httpx.AsyncClient,
-    every_list: dict[str, tuple[str, set[str]]],
+    api: httpx.AsyncClient,
+    db: DB,
+    every_list: dict[str, Any],
     route: str,
     body: bytes,
 ) -> None:
     # The SDK posts an empty body with Content-Type: application/json when there are no filters.
     url, expected = every_list[route]
-    r = await client.post(
+    if expected is None:
+        rows = await (await db.execute("select id from workspaces")).fetchall()
+        expected = {row[0] for row in rows}
+    r = await api.post(
         url,
         content=body,
-        params={"page": 1, "size": 50},
+        params={"page": 1, "size": 100},
         headers={"Content-Type": "application/json"},
     )
     assert r.status_code == 200, r.text
     page = r.json()
     assert {i["id"] for i in page["items"]} == expected
-    assert (page["total"], page["page"], page["size"], page["pages"]) == (1, 1, 50, 1)
+    assert (page["total"], page["page"], page["size"], page["pages"]) == (len(expected), 1, 100, 1)
 
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_unknown_filter_field_is_422_on_every_route(
-    client: httpx.AsyncClient, every_list: dict[str, tuple[str, set[str]]], route: str
+    api: httpx.AsyncClient, every_list: dict[str, Any], route: str
 ) -> None:
     url, _ = every_list[route]
-    r = await _list(client, url, {"AND": [{"colour": "red"}]})
+    r = await _list(api, url, {"AND": [{"colour": "red"}]})
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert detail.startswith("Invalid filter at 'filters.AND[0].colour': unknown field 'colour'")
@@ -844,9 +911,9 @@ async def test_unknown_filter_field_is_422_on_every_route(
 
 @pytest.mark.parametrize("route", ROUTES)
 async def test_filter_matching_nothing_is_an_empty_page(
-    client: httpx.AsyncClient, every_list: dict[str, tuple[str, set[str]]], route: str
+    api: httpx.AsyncClient, every_list: dict[str, Any], route: str
 ) -> None:
     url, _ = every_list[route]
-    r = await _list(client, url, {"id": {"in": []}})
+    r = await _list(api, url, {"id": {"in": []}})
     assert r.status_code == 200, r.text
     assert r.json() == {"items": [], "total": 0, "page": 1, "size": 100, "pages": 0}

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import InfraEndpoints, read_stream
-from tests.integration.ingest._routes_helpers import assert_422, make_session, ws_url
+from tests.conftest import InfraEndpoints
+from tests.integration.ingest._routes_helpers import assert_422, make_session, read_events, ws_url
 
 
 def url(ws: str, rest: str = "") -> str:
@@ -47,11 +47,19 @@ async def test_create_conclusions_returns_a_bare_array_with_every_field(
     assert r.status_code == 201, r.text
     first, second = r.json()
     assert set(first) == {
-        "id", "content", "observer_id", "observed_id", "session_id", "level", "source_ids",
+        "id",
+        "content",
+        "observer_id",
+        "observed_id",
+        "session_id",
+        "level",
+        "source_ids",
         "created_at",
     }
     assert (first["content"], first["observer_id"], first["observed_id"]) == (
-        "alice likes tea", "bob", "alice"
+        "alice likes tea",
+        "bob",
+        "alice",
     )
     assert (first["session_id"], first["level"], first["source_ids"]) == (None, "explicit", [])
     assert (second["session_id"], second["observer_id"]) == ("s1", "alice")
@@ -65,9 +73,7 @@ async def test_create_conclusions_returns_a_bare_array_with_every_field(
         )
     ).fetchone()
     assert row == ("alice is a chemist", "alice", "alice", "s1", "explicit")
-    [event] = await read_stream(
-        infra, f"{infra.prefix}.conclusions.created.{ws_id}", expect=1
-    )
+    [event] = await read_events(infra, f"{infra.prefix}.conclusions.created.{ws_id}", expect=1)
     assert event.data["conclusion_ids"] == [first["id"], second["id"]]
 
 
@@ -214,7 +220,7 @@ async def test_delete_conclusion(
         await db.execute("select count(*) from conclusions where id = %s", (gone["id"],))
     ).fetchone()
     assert row == (0,)
-    [event] = await read_stream(infra, f"{infra.prefix}.conclusion.deleted.{ws_id}", expect=1)
+    [event] = await read_events(infra, f"{infra.prefix}.conclusion.deleted.{ws_id}", expect=1)
     assert event.data["conclusion_id"] == gone["id"]
     r = await client.delete(url(ws_id, f"/{gone['id']}"))
     assert r.status_code == 404

@@ -8,13 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import InfraEndpoints, read_stream
+from tests.conftest import InfraEndpoints
 from tests.integration.ingest._routes_helpers import (
     add_messages,
     assert_422,
     make_session,
     make_workspace,
     message_seqs,
+    read_events,
     ws_url,
 )
 
@@ -42,7 +43,12 @@ async def test_create_session_returns_201_with_every_field(
     assert r.status_code == 201, r.text
     body = r.json()
     assert set(body) == {
-        "id", "workspace_id", "is_active", "metadata", "configuration", "created_at"
+        "id",
+        "workspace_id",
+        "is_active",
+        "metadata",
+        "configuration",
+        "created_at",
     }
     assert (body["id"], body["workspace_id"], body["is_active"]) == ("s1", ws_id, True)
     assert body["metadata"] == {"topic": "tea"}
@@ -126,7 +132,9 @@ async def test_list_sessions_of_unknown_workspace_is_404(
 async def test_update_session_replaces_only_the_given_part(
     client: httpx.AsyncClient, ws_id: str
 ) -> None:
-    await make_session(client, ws_id, "s1", metadata={"a": 1}, configuration={"custom_instructions": "x"})
+    await make_session(
+        client, ws_id, "s1", metadata={"a": 1}, configuration={"custom_instructions": "x"}
+    )
     r = await client.put(ws_url(ws_id, "/sessions/s1"), json={"metadata": {"b": 2}})
     assert r.status_code == 200, r.text
     assert r.json()["metadata"] == {"b": 2}
@@ -165,7 +173,7 @@ async def test_delete_session_removes_it_and_its_messages(
     r = await client.post(ws_url(ws_id, "/sessions/s1/messages/list"))
     assert r.status_code == 404
     assert r.json() == {"detail": f"Session 's1' not found in workspace '{ws_id}'"}
-    events = await read_stream(infra, f"{infra.prefix}.session.deleted.{ws_id}.s1", expect=1)
+    events = await read_events(infra, f"{infra.prefix}.session.deleted.{ws_id}.s1", expect=1)
     assert len(events) == 1
     assert sorted(events[0].data["message_ids"]) == sorted(m["id"] for m in msgs)
 
@@ -286,7 +294,13 @@ async def test_add_peers_adds_members_and_returns_the_session(
     r = await client.get(ws_url(ws_id, "/sessions/s1/peers"))
     page = r.json()
     assert (page["total"], page["page"], page["pages"]) == (3, 1, 1)
-    assert set(page["items"][0]) == {"id", "workspace_id", "metadata", "configuration", "created_at"}
+    assert set(page["items"][0]) == {
+        "id",
+        "workspace_id",
+        "metadata",
+        "configuration",
+        "created_at",
+    }
 
 
 async def test_set_peers_replaces_the_membership(client: httpx.AsyncClient, ws_id: str) -> None:
@@ -414,9 +428,7 @@ async def test_peer_config_of_non_member_is_404(
     assert r.json() == {"detail": "Peer 'stranger' is not a member of session 's1'"}
 
 
-async def test_peer_config_of_unknown_session_is_404(
-    client: httpx.AsyncClient, ws_id: str
-) -> None:
+async def test_peer_config_of_unknown_session_is_404(client: httpx.AsyncClient, ws_id: str) -> None:
     await make_workspace(client, ws_id)
     r = await client.get(ws_url(ws_id, "/sessions/nope/peers/alice/config"))
     assert r.status_code == 404

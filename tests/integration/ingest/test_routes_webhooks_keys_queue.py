@@ -9,12 +9,13 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import JWT_SECRET, AppFactory, InfraEndpoints, bearer, read_stream
+from tests.conftest import JWT_SECRET, AppFactory, InfraEndpoints, bearer
 from tests.integration.ingest._routes_helpers import (
     add_messages,
     assert_422,
     make_session,
     make_workspace,
+    read_events,
     ws_url,
 )
 
@@ -38,6 +39,16 @@ async def test_create_webhook_201_then_200(client: httpx.AsyncClient, ws_id: str
     assert row == (1,)
 
 
+async def test_webhook_url_is_stored_trimmed(client: httpx.AsyncClient, ws_id: str) -> None:
+    await make_workspace(client, ws_id)
+    r = await client.post(ws_url(ws_id, "/webhooks"), json={"url": "  https://e.com/x \n"})
+    assert r.status_code == 201, r.text
+    assert r.json()["url"] == "https://e.com/x"
+    again = await client.post(ws_url(ws_id, "/webhooks"), json={"url": "https://e.com/x"})
+    assert again.status_code == 200
+    assert again.json()["id"] == r.json()["id"]
+
+
 async def test_create_webhook_in_unknown_workspace_is_404(
     client: httpx.AsyncClient, ws_id: str
 ) -> None:
@@ -59,6 +70,7 @@ async def test_create_webhook_in_unknown_workspace_is_404(
         ("https:///nohost", "has no host"),
         ("https://user:pw@example.com/", "must not embed credentials"),
         ("https://example.com:99999/", "invalid port"),
+        ("http://[zz/hook", "Webhook URL is malformed"),
     ],
 )
 async def test_create_webhook_refuses_bad_or_private_urls(
@@ -168,9 +180,7 @@ async def test_webhook_test_is_queued_as_an_event(
     r = await client.get(ws_url(ws_id, "/webhooks/test"))
     assert r.status_code == 202, r.text
     assert r.json() == {"status": "queued"}
-    [event] = await read_stream(
-        infra, f"{infra.prefix}.webhook.test_requested.{ws_id}", expect=1
-    )
+    [event] = await read_events(infra, f"{infra.prefix}.webhook.test_requested.{ws_id}", expect=1)
     assert event.data["workspace_id"] == ws_id
 
 
@@ -306,8 +316,12 @@ async def test_keys_rejects_malformed_params(
 
 # -- queue status ------------------------------------------------------------------------------
 
-COUNTERS = ("total_work_units", "completed_work_units", "in_progress_work_units",
-            "pending_work_units")
+COUNTERS = (
+    "total_work_units",
+    "completed_work_units",
+    "in_progress_work_units",
+    "pending_work_units",
+)
 
 
 async def _queue_fixture(client: httpx.AsyncClient, ws: str) -> None:
@@ -370,9 +384,7 @@ async def test_queue_status_filters_count_the_right_messages(
     assert r.status_code == 200, r.text
     body = r.json()
     assert {k: body[k] for k in COUNTERS} == _pending(sum(per_session.values()))
-    assert body["sessions"] == {
-        s: {"session_id": s, **_pending(n)} for s, n in per_session.items()
-    }
+    assert body["sessions"] == {s: {"session_id": s, **_pending(n)} for s, n in per_session.items()}
 
 
 async def test_queue_status_of_empty_workspace_is_all_zero(
@@ -421,7 +433,7 @@ async def test_schedule_dream_is_204_and_published(
         json={"observer": "alice", "observed": "bob", "session_id": "s1"},
     )
     assert r.status_code == 204, r.text
-    events = await read_stream(infra, f"{infra.prefix}.dream.scheduled.{ws_id}", expect=2)
+    events = await read_events(infra, f"{infra.prefix}.dream.scheduled.{ws_id}", expect=2)
     got = [
         (e.data["observer_id"], e.data["observed_id"], e.data["session_id"], e.data["dream_type"])
         for e in events
@@ -434,7 +446,10 @@ async def test_schedule_dream_is_204_and_published(
     [
         ({"observer": "ghost"}, "Peer 'ghost' not found in workspace '{ws}'"),
         ({"observer": "alice", "observed": "ghost"}, "Peer 'ghost' not found in workspace '{ws}'"),
-        ({"observer": "alice", "session_id": "nope"}, "Session 'nope' not found in workspace '{ws}'"),
+        (
+            {"observer": "alice", "session_id": "nope"},
+            "Session 'nope' not found in workspace '{ws}'",
+        ),
     ],
     ids=["observer", "observed", "session"],
 )

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import InfraEndpoints, read_stream
+from tests.conftest import InfraEndpoints
 from tests.integration.ingest._routes_helpers import (
     assert_422,
     make_session,
     make_workspace,
+    read_events,
     ws_url,
 )
 
@@ -69,6 +72,26 @@ async def test_create_existing_workspace_returns_200_and_does_not_overwrite(
     assert row == ({"v": 1}, {})
 
 
+@pytest.mark.parametrize("kind", ["workspace", "peer", "session"])
+async def test_concurrent_get_or_create_makes_one_and_finds_it_elsewhere(
+    client: httpx.AsyncClient, ws_id: str, kind: str
+) -> None:
+    if kind != "workspace":
+        await make_workspace(client, ws_id)
+    url = {
+        "workspace": "/v3/workspaces",
+        "peer": ws_url(ws_id, "/peers"),
+        "session": ws_url(ws_id, "/sessions"),
+    }[kind]
+    target = ws_id if kind == "workspace" else "same"
+    responses = await asyncio.gather(
+        *(client.post(url, json={"id": target, "metadata": {"n": i}}) for i in range(5))
+    )
+    assert Counter(r.status_code for r in responses) == {201: 1, 200: 4}
+    [winner] = [r.json() for r in responses if r.status_code == 201]
+    assert all(r.json() == winner for r in responses)
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
@@ -81,8 +104,16 @@ async def test_create_existing_workspace_returns_200_and_does_not_overwrite(
         ({"id": "ok", "configuration": {"reasoning": {"bogus": True}}}, "Extra inputs"),
         ({"id": "ok", "configuration": {"nope": {}}}, "Extra inputs"),
     ],
-    ids=["bad-chars", "empty", "too-long", "missing-id", "metadata-list", "extra", "cfg-nested",
-         "cfg-top"],
+    ids=[
+        "bad-chars",
+        "empty",
+        "too-long",
+        "missing-id",
+        "metadata-list",
+        "extra",
+        "cfg-nested",
+        "cfg-top",
+    ],
 )
 async def test_create_workspace_rejects_invalid_body(
     client: httpx.AsyncClient, body: dict[str, Any], fragment: str
@@ -176,15 +207,16 @@ async def test_delete_workspace_removes_it_and_its_peers(
     r = await client.delete(ws_url(ws_id))
     assert r.status_code == 204
     assert r.content == b""
-    for table, column in (("workspaces", "id"), ("peers", "workspace_id")):
-        row = await (
-            await db.execute(f"select count(*) from {table} where {column} = %s", (ws_id,))
-        ).fetchone()
-        assert row == (0,), table
+    for query in (
+        "select count(*) from workspaces where id = %s",
+        "select count(*) from peers where workspace_id = %s",
+    ):
+        row = await (await db.execute(query, (ws_id,))).fetchone()
+        assert row == (0,), query
     r = await client.post(ws_url(ws_id, "/peers"), json={"id": "p"})
     assert r.status_code == 404
     assert r.json() == {"detail": f"Workspace '{ws_id}' not found"}
-    events = await read_stream(infra, f"{infra.prefix}.workspace.deleted.{ws_id}", expect=1)
+    events = await read_events(infra, f"{infra.prefix}.workspace.deleted.{ws_id}", expect=1)
     assert [e.data["workspace_id"] for e in events] == [ws_id]
 
 
