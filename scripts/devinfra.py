@@ -208,12 +208,31 @@ def get_profile(profile: str = "test") -> Profile:
         raise DevInfraError(
             f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}"
         ) from None
+    # A second checkout on the same machine (another CI job, a release check) shifts every
+    # profile's ports at once; explicit per-port overrides still win.
+    offset = _env_port_offset()
     return Profile(
         name=profile,
-        pg_port=_env_port(ENV_PG_PORT, pg),
-        nats_port=_env_port(ENV_NATS_PORT, nats),
-        nats_monitor_port=_env_port(ENV_NATS_MONITOR_PORT, monitor),
+        pg_port=_env_port(ENV_PG_PORT, pg + offset),
+        nats_port=_env_port(ENV_NATS_PORT, nats + offset),
+        nats_monitor_port=_env_port(ENV_NATS_MONITOR_PORT, monitor + offset),
     )
+
+
+ENV_PORT_OFFSET: Final = "RAPPORT_INFRA_PORT_OFFSET"
+
+
+def _env_port_offset() -> int:
+    raw = os.environ.get(ENV_PORT_OFFSET, "").strip()
+    if not raw:
+        return 0
+    try:
+        offset = int(raw)
+    except ValueError:
+        raise DevInfraError(f"{ENV_PORT_OFFSET}={raw!r} is not an integer") from None
+    if not 0 <= offset <= 1000:
+        raise DevInfraError(f"{ENV_PORT_OFFSET}={offset} must be between 0 and 1000")
+    return offset
 
 
 def endpoints(profile: str = "test") -> Endpoints:
