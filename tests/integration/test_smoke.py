@@ -38,8 +38,6 @@ async def test_outbox_event_carries_the_request_trace_context(
     )
     assert r.status_code == 201
     row = await (
-        await db.execute(
-            "SELECT headers FROM outbox WHERE payload->>'workspace_id' = %s", (ws_id,)
-        )
+        await db.execute("SELECT headers FROM outbox WHERE payload->>'workspace_id' = %s", (ws_id,))
     ).fetchone()
     assert row[0]["traceparent"].split("-")[1] == trace_id
