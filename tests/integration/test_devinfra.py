@@ -60,7 +60,12 @@ def _vector_version(database_url: str) -> str:
 
 
 def test_profiles_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (devinfra.ENV_PG_PORT, devinfra.ENV_NATS_PORT, devinfra.ENV_NATS_MONITOR_PORT):
+    for var in (
+        devinfra.ENV_PG_PORT,
+        devinfra.ENV_NATS_PORT,
+        devinfra.ENV_NATS_MONITOR_PORT,
+        devinfra.ENV_PORT_OFFSET,
+    ):
         monkeypatch.delenv(var, raising=False)
     run = devinfra.endpoints("run")
     assert run.database_url == "postgresql+psycopg://rapport@127.0.0.1:54320/rapport"
@@ -68,6 +73,13 @@ def test_profiles_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert run.nats_monitor_url == "http://127.0.0.1:8222"
     test = devinfra.endpoints("test")
     assert (test.pg_port, test.nats_port) == (54330, 4232)
+    monkeypatch.setenv(devinfra.ENV_PORT_OFFSET, "100")
+    shifted = devinfra.get_profile("faults")
+    assert (shifted.pg_port, shifted.nats_port, shifted.nats_monitor_port) == (54440, 4342, 8342)
+    monkeypatch.setenv(devinfra.ENV_PORT_OFFSET, "x")
+    with pytest.raises(devinfra.DevInfraError, match="not an integer"):
+        devinfra.get_profile("test")
+    monkeypatch.delenv(devinfra.ENV_PORT_OFFSET)
     monkeypatch.setenv(devinfra.ENV_PG_PORT, "60001")
     monkeypatch.setenv(devinfra.ENV_NATS_PORT, "60002")
     monkeypatch.setenv(devinfra.ENV_NATS_MONITOR_PORT, "60003")
