@@ -1,32 +1,171 @@
-"""Composition root of the deriver.
+"""Composition root of the deriver: reasoner, embedder, vector store and JetStream consumers.
 
-The consumers themselves (representations, summaries, peer cards, embeddings, webhooks) come
-with the deriver issue; until then the worker starts nothing and says so in ``/health``.
-Events accumulate durably in the JetStream stream meanwhile, so nothing is lost.
+``DeriverWorker`` runs inside the all-in-one process; ``python -m services.deriver`` runs it
+alone (with ``/health`` and ``/metrics`` on its own port) for scale-out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
+from faststream.nats import NatsBroker
+from pydantic import Field
+
+from libs.common.broker import connect_nats, ensure_stream
+from libs.common.consumers import FailurePolicy
+from libs.common.embeddings import Embedder, create_embedder
+from libs.common.reasoning import create_reasoner
 from libs.common.runtime import Resources
-from libs.common.settings import NatsSettings, PostgresSettings, TelemetrySettings
+from libs.common.settings import (
+    EmbedderSettings,
+    LLMSettings,
+    NatsSettings,
+    PostgresSettings,
+    TelemetrySettings,
+    VectorStoreSettings,
+)
+from libs.common.vectorstore import VectorStore, create_vector_store
+from services.deriver.consumers import register_consumers
+from services.deriver.service import DeriverConfig, DeriverService
+
+log = logging.getLogger(__name__)
 
 
-class DeriverSettings(PostgresSettings, NatsSettings, TelemetrySettings):
-    """Every setting the deriver process reads."""
+class DeriverSettings(
+    PostgresSettings,
+    NatsSettings,
+    TelemetrySettings,
+    LLMSettings,
+    EmbedderSettings,
+    VectorStoreSettings,
+):
+    """Every setting the deriver reads."""
+
+    deriver_enabled: bool = Field(
+        default=True, description="Run the deriver consumers in this process."
+    )
+    deriver_max_deliver: int = Field(
+        default=8, ge=1, le=100, description="Deliveries before an event is dead-lettered."
+    )
+    deriver_backoff_base_s: float = Field(
+        default=1.0, gt=0, description="First retry delay; doubles per delivery."
+    )
+    deriver_backoff_max_s: float = Field(default=60.0, gt=0, description="Retry delay cap.")
+    deriver_ack_wait_s: float = Field(
+        default=300.0, gt=0, description="Seconds before an unacknowledged event is redelivered."
+    )
+    deriver_fetch_timeout_s: float = Field(
+        default=0.2,
+        gt=0,
+        description="How long a pull waits to fill a batch (bounds the latency of a lone message).",
+    )
+    summary_short_every: int = Field(
+        default=20, ge=2, description="Messages per short summary (session config overrides)."
+    )
+    summary_long_every: int = Field(
+        default=60, ge=2, description="Messages per long summary (session config overrides)."
+    )
+    summary_short_max_tokens: int = Field(default=1000, ge=50, description="Short summary size.")
+    summary_long_max_tokens: int = Field(default=3000, ge=100, description="Long summary size.")
+    peer_card_max_facts: int = Field(default=40, ge=1, description="Facts kept per peer card.")
 
 
 class DeriverWorker:
+    """Consumers of one process. Starting never blocks on NATS: it connects in the background
+    and keeps retrying, so the API of an all-in-one process serves while NATS is down."""
+
     def __init__(self, settings: DeriverSettings, resources: Resources) -> None:
         self.settings = settings
         self.resources = resources
+        self.broker: NatsBroker | None = None
+        self.embedder: Embedder | None = None
+        self.vectors: VectorStore | None = None
+        self.service: DeriverService | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.running = False
+        self.last_error: str | None = None
+
+    def build_service(self) -> DeriverService:
+        s = self.settings
+        self.embedder = create_embedder(s)
+        self.vectors = create_vector_store(s, self.resources.engine)
+        return DeriverService(
+            session_factory=self.resources.session_factory,
+            reasoner=create_reasoner(s),
+            embedder=self.embedder,
+            vectors=self.vectors,
+            config=DeriverConfig(
+                short_summary_every=s.summary_short_every,
+                long_summary_every=s.summary_long_every,
+                short_summary_tokens=s.summary_short_max_tokens,
+                long_summary_tokens=s.summary_long_max_tokens,
+                peer_card_max_facts=s.peer_card_max_facts,
+            ),
+        )
 
     async def start(self) -> None:
-        """No consumers yet (see module docstring)."""
+        if not self.settings.deriver_enabled:
+            return
+        self.service = self.build_service()
+        self._task = asyncio.create_task(self._connect(), name="deriver-connect")
+
+    async def _connect(self) -> None:
+        assert self.service is not None
+        s = self.settings
+        delay = 0.5
+        while True:
+            try:
+                nc = await connect_nats(s, name="rapport-deriver-setup")
+                try:
+                    await ensure_stream(nc.jetstream(), s)
+                finally:
+                    await nc.close()
+                broker = NatsBroker(
+                    [u.strip() for u in s.nats_url.split(",") if u.strip()],
+                    max_reconnect_attempts=-1,
+                    logger=logging.getLogger("faststream.deriver"),
+                )
+                register_consumers(
+                    broker,
+                    layout=self.resources.layout,
+                    service=self.service,
+                    policy=FailurePolicy(
+                        max_deliver=s.deriver_max_deliver,
+                        backoff_base_s=s.deriver_backoff_base_s,
+                        backoff_max_s=s.deriver_backoff_max_s,
+                    ),
+                    ack_wait_s=s.deriver_ack_wait_s,
+                    fetch_timeout_s=s.deriver_fetch_timeout_s,
+                )
+                await broker.start()
+                self.broker = broker
+                self.running = True
+                self.last_error = None
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - NATS not reachable yet: retry
+                self.last_error = repr(exc)
+                log.warning("deriver: cannot start consumers yet (%r); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
-        """Nothing to stop yet."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.broker is not None:
+            await self.broker.stop()
+            self.broker = None
+        self.running = False
+        if self.vectors is not None:
+            await self.vectors.close()
 
     def readiness(self) -> dict[str, Any]:
-        return {}
+        if not self.settings.deriver_enabled:
+            return {}
+        return {"deriver": "ok" if self.running else f"starting: {self.last_error or ''}".strip()}

@@ -65,7 +65,7 @@ async def test_serves_health_metrics_and_ingest_over_http(
     base, proc = server
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
         health = (await http.get("/health")).json()
-        assert health == {"status": "ok", "checks": {"database": "ok"}}
+        assert health == {"status": "ok", "checks": {"database": "ok", "deriver": "ok"}}
         assert (await http.post("/v3/workspaces", json={"id": ws_id})).status_code == 201
         r = await http.post(
             f"/v3/workspaces/{ws_id}/sessions",
