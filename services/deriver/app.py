@@ -9,24 +9,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from pydantic import Field
 
 from libs.common.broker import connect_nats, ensure_stream
 from libs.common.consumers import FailurePolicy
 from libs.common.embeddings import Embedder, create_embedder
+from libs.common.http import ops_router
 from libs.common.reasoning import create_reasoner
 from libs.common.runtime import Resources
 from libs.common.settings import (
     EmbedderSettings,
+    HttpSettings,
     LLMSettings,
     NatsSettings,
     PostgresSettings,
     TelemetrySettings,
     VectorStoreSettings,
 )
+from libs.common.telemetry import setup_logging, setup_tracing
 from libs.common.vectorstore import VectorStore, create_vector_store
 from services.deriver.consumers import register_consumers
 from services.deriver.service import DeriverConfig, DeriverService
@@ -41,6 +47,7 @@ class DeriverSettings(
     LLMSettings,
     EmbedderSettings,
     VectorStoreSettings,
+    HttpSettings,
 ):
     """Every setting the deriver reads."""
 
@@ -169,3 +176,34 @@ class DeriverWorker:
         if not self.settings.deriver_enabled:
             return {}
         return {"deriver": "ok" if self.running else f"starting: {self.last_error or ''}".strip()}
+
+
+def create_app(settings: DeriverSettings | None = None) -> FastAPI:
+    """The deriver as its own process: consumers plus ``/health`` and ``/metrics``."""
+    settings = settings or DeriverSettings()
+    setup_logging(settings)
+    setup_tracing(settings)
+    parts: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        resources = Resources.open(settings, settings)
+        worker = DeriverWorker(settings, resources)
+        parts.update(resources=resources, worker=worker)
+        await worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+            await resources.close()
+
+    async def readiness() -> dict[str, Any]:
+        if "resources" not in parts:
+            return {"database": "starting"}
+        checks: dict[str, Any] = await parts["resources"].readiness()
+        checks.update(parts["worker"].readiness())
+        return checks
+
+    app = FastAPI(title="Rapport deriver", version="0.1.0", lifespan=lifespan)
+    app.include_router(ops_router(readiness))
+    return app
