@@ -20,6 +20,7 @@ FRAGMENTS: tuple[type[BaseSettings], ...] = (
     fragments.OutboxSettings,
     fragments.AuthSettings,
     fragments.LimitsSettings,
+    fragments.WebhookSettings,
     fragments.TelemetrySettings,
     fragments.LLMSettings,
     fragments.EmbedderSettings,

@@ -277,7 +277,8 @@ class OutboxRelay:
                     row.subject,
                     orjson.dumps(row.payload),
                     timeout=self._timeout,
-                    stream=self._nats_settings.nats_stream,
+                    # Routed by subject (no expected-stream header), so a relay also serves
+                    # rows written by processes with another stream layout on the same database.
                     headers=headers,
                 )
             except Exception as exc:  # noqa: BLE001 - timeouts, disconnects, no responders

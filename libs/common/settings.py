@@ -133,9 +133,24 @@ class LimitsSettings(BaseSettings):
     max_request_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Maximum size of a JSON request body."
     )
+
+
+class WebhookSettings(BaseSettings):
+    """Webhook registration policy and delivery."""
+
+    model_config = _COMMON
+
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC-SHA256 key of the X-Honcho-Signature header on webhook deliveries "
+        "(unset: deliveries are unsigned).",
+    )
     allow_private_webhook_urls: bool = Field(
         default=False,
         description="Allow webhook URLs that resolve to private, loopback or link-local hosts.",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="Timeout of one webhook delivery attempt."
     )
 
 

@@ -31,11 +31,13 @@ from libs.common.settings import (
     PostgresSettings,
     TelemetrySettings,
     VectorStoreSettings,
+    WebhookSettings,
 )
 from libs.common.telemetry import setup_logging, setup_tracing
 from libs.common.vectorstore import VectorStore, create_vector_store
 from services.deriver.consumers import register_consumers
 from services.deriver.service import DeriverConfig, DeriverService
+from services.deriver.webhooks import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class DeriverSettings(
     EmbedderSettings,
     VectorStoreSettings,
     HttpSettings,
+    WebhookSettings,
 ):
     """Every setting the deriver reads."""
 
@@ -104,6 +107,12 @@ class DeriverWorker:
             reasoner=create_reasoner(s),
             embedder=self.embedder,
             vectors=self.vectors,
+            layout=self.resources.layout,
+            webhooks=WebhookDeliverer(
+                secret=s.webhook_secret.get_secret_value(),
+                allow_private=s.allow_private_webhook_urls,
+                timeout_s=s.webhook_timeout_s,
+            ),
             config=DeriverConfig(
                 short_summary_every=s.summary_short_every,
                 long_summary_every=s.summary_long_every,

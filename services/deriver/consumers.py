@@ -34,7 +34,9 @@ from libs.common.events import (
     DreamScheduled,
     Event,
     MessageCreated,
+    QueueEmptied,
     SessionDeleted,
+    WebhookTestRequested,
     WorkspaceDeleted,
 )
 from services.deriver.service import DeriverService, classify
@@ -57,6 +59,8 @@ SIMPLE: tuple[tuple[ConsumerSpec, str], ...] = (
     (ConsumerSpec("sessions-forget", SessionDeleted, 4), "forget_session"),
     (ConsumerSpec("workspaces-forget", WorkspaceDeleted, 4), "forget_workspace"),
     (ConsumerSpec("dreams", DreamScheduled, 1), "dream"),
+    (ConsumerSpec("webhooks-drained", QueueEmptied, 8), "deliver_webhooks"),
+    (ConsumerSpec("webhooks-test", WebhookTestRequested, 8), "deliver_webhooks"),
 )
 
 

@@ -20,6 +20,7 @@ from libs.common.models import (
     PeerCard,
     Session,
     Summary,
+    WebhookEndpoint,
     Workspace,
 )
 
@@ -266,6 +267,14 @@ class DeriverRepository:
     # -- dead letters ----------------------------------------------------------------------
     async def insert_dead_letter(self, row: dict[str, Any]) -> None:
         await self.db.execute(insert(DeadLetter).values(row).on_conflict_do_nothing())
+
+    async def webhook_urls(self, workspace_id: str) -> list[str]:
+        rows = await self.db.execute(
+            select(WebhookEndpoint.url)
+            .where(WebhookEndpoint.workspace_id == workspace_id)
+            .order_by(WebhookEndpoint.created_at)
+        )
+        return list(rows.scalars().all())
 
     async def pending_in_session(self, workspace_id: str, session_id: str) -> int:
         row = await self.db.execute(

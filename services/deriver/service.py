@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.common import outbox
+from libs.common.broker import StreamLayout
 from libs.common.consumers import PoisonMessageError, TransientError
 from libs.common.db import unit_of_work
 from libs.common.embeddings import Embedder
@@ -28,8 +30,11 @@ from libs.common.events import (
     ConclusionDeleted,
     ConclusionsCreated,
     DreamScheduled,
+    Event,
     MessageCreated,
+    QueueEmptied,
     SessionDeleted,
+    WebhookTestRequested,
     WorkspaceDeleted,
 )
 from libs.common.ids import nanoid
@@ -46,6 +51,7 @@ from libs.common.reasoning.port import (
 from libs.common.tokens import count_tokens_many
 from libs.common.vectorstore import VectorFilter, VectorRecord, VectorStore
 from services.deriver.repository import DeriverRepository, StoredLine
+from services.deriver.webhooks import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +146,11 @@ class DeriverService:
         embedder: Embedder,
         vectors: VectorStore,
         config: DeriverConfig | None = None,
+        layout: StreamLayout | None = None,
+        webhooks: WebhookDeliverer | None = None,
     ) -> None:
+        self.layout = layout
+        self.webhooks = webhooks
         self.session_factory = session_factory
         self.reasoner = reasoner
         self.embedder = embedder
@@ -189,9 +199,11 @@ class DeriverService:
             try:
                 await self._index(derived)
                 async with unit_of_work(self.session_factory) as db:
-                    await DeriverRepository(db).set_status(
+                    repo = DeriverRepository(db)
+                    await repo.set_status(
                         [(e.message_id, e.workspace_id, e.session_id) for e in derived], "done"
                     )
+                    await self._announce_drained(db, repo, derived)
             except Exception as exc:  # noqa: BLE001 - settled by the failure policy
                 log.warning("indexing failed for %d messages: %r", len(derived), exc)
                 for e in derived:
@@ -200,6 +212,40 @@ class DeriverService:
             for e in derived:
                 results[e.event_id] = None
         return results
+
+    async def _announce_drained(
+        self, db: AsyncSession, repo: DeriverRepository, events: Sequence[MessageCreated]
+    ) -> None:
+        """``queue.emptied`` for each touched session with nothing left pending, when its
+        workspace has webhooks (committed with the status, published by the outbox relay)."""
+        if self.layout is None:
+            return
+        drained: list[Event] = []
+        for workspace_id, session_id in sorted({(e.workspace_id, e.session_id) for e in events}):
+            if not await repo.webhook_urls(workspace_id):
+                continue
+            if await repo.pending_in_session(workspace_id, session_id) == 0:
+                drained.append(QueueEmptied(workspace_id=workspace_id, session_id=session_id))
+        await outbox.enqueue(db, self.layout, drained)
+
+    async def deliver_webhooks(self, event: QueueEmptied | WebhookTestRequested) -> None:
+        if self.webhooks is None:
+            return
+        async with unit_of_work(self.session_factory) as db:
+            urls = await DeriverRepository(db).webhook_urls(event.workspace_id)
+        if isinstance(event, QueueEmptied):
+            kind, data = (
+                "queue.empty",
+                {
+                    "workspace_id": event.workspace_id,
+                    "session_id": event.session_id,
+                    "queue_type": event.queue_type,
+                    "event_id": event.event_id,
+                },
+            )
+        else:
+            kind, data = "test", {"workspace_id": event.workspace_id, "event_id": event.event_id}
+        await self.webhooks.deliver(urls, kind, data)
 
     async def _derive(self, event: MessageCreated) -> None:
         """Observations for every view of the message, committed with the ``derived`` status."""
@@ -455,27 +501,32 @@ class DeriverService:
         error: str,
         attempts: int,
     ) -> None:
-        workspace_id = payload.get("workspace_id")
-        session_id = payload.get("session_id")
+        # Poison input may hold anything: keep what Postgres can store (no NUL characters,
+        # column sizes), and fall back to the subject's tokens (<prefix>.<noun>.<verb>.<workspace>
+        # [.<session>]) so an undecodable event is still listed under its workspace.
+        tokens = subject.split(".")
+        workspace_id = _storable_id(payload.get("workspace_id"))
+        session_id = _storable_id(payload.get("session_id"))
+        if workspace_id is None and len(tokens) >= 4:
+            workspace_id = _storable_id(tokens[3])
+            session_id = _storable_id(tokens[4]) if len(tokens) >= 5 else None
         async with unit_of_work(self.session_factory) as db:
             repo = DeriverRepository(db)
             await repo.insert_dead_letter(
                 {
                     "id": nanoid(),
-                    "workspace_id": workspace_id if isinstance(workspace_id, str) else None,
-                    "session_id": session_id if isinstance(session_id, str) else None,
+                    "workspace_id": workspace_id,
+                    "session_id": session_id,
                     "consumer": consumer,
-                    "event_id": str(payload.get("event_id", "")),
-                    "event_type": subject.split(".")[1] + "." + subject.split(".")[2]
-                    if subject.count(".") >= 2
-                    else subject,
+                    "event_id": _storable(str(payload.get("event_id", "")))[:64],
+                    "event_type": f"{tokens[1]}.{tokens[2]}" if len(tokens) >= 3 else subject,
                     "subject": subject,
-                    "payload": payload,
-                    "error": error[:4000],
+                    "payload": _storable(payload),
+                    "error": _storable(error)[:4000],
                     "attempts": attempts,
                 }
             )
-            message_id = payload.get("message_id")
+            message_id = _storable(payload.get("message_id"))
             if (
                 consumer.endswith("representation")
                 and isinstance(message_id, str)
@@ -484,6 +535,22 @@ class DeriverService:
                 and await repo.existing_messages([message_id])
             ):
                 await repo.set_status([(message_id, workspace_id, session_id)], "dead")
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every NUL character replaced (Postgres text and jsonb refuse them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _storable_id(value: Any) -> str | None:
+    """A workspace or session id fit for its column, or None."""
+    return _storable(value)[:512] if isinstance(value, str) and value else None
 
 
 def _dot(a: Sequence[float], b: Sequence[float]) -> float:

@@ -24,6 +24,7 @@ from libs.common.settings import (
     OutboxSettings,
     PostgresSettings,
     TelemetrySettings,
+    WebhookSettings,
 )
 from libs.common.telemetry import instrument_app, setup_logging, setup_tracing
 from services.ingest.endpoints import IngestState, router
@@ -37,6 +38,7 @@ class IngestSettings(
     LimitsSettings,
     TelemetrySettings,
     HttpSettings,
+    WebhookSettings,
 ):
     """Every setting the ingest process reads (``RAPPORT_*`` environment variables)."""
 
@@ -55,6 +57,7 @@ class IngestComponent:
             layout=self.resources.layout,
             limits=self.settings,
             auth=self.settings,
+            webhooks=self.settings,
         )
 
     async def start(self) -> None:

@@ -35,7 +35,7 @@ from libs.common.models import (
     Workspace,
 )
 from libs.common.pagination import PageResult
-from libs.common.settings import AuthSettings, LimitsSettings
+from libs.common.settings import AuthSettings, LimitsSettings, WebhookSettings
 from libs.common.wire import ConclusionOut, JsonObject, ListRequest, MessageOut, Page, ResourceId
 from services.ingest import schemas
 from services.ingest.files import UnreadableFile, UnsupportedFileType, split_upload
@@ -50,13 +50,19 @@ class IngestState:
     layout: StreamLayout
     limits: LimitsSettings
     auth: AuthSettings
+    webhooks: WebhookSettings
 
 
 @asynccontextmanager
 async def _service(request: Request) -> AsyncIterator[IngestService]:
     state: IngestState = request.app.state.ingest
     async with unit_of_work(state.session_factory) as db:
-        yield IngestService(db, layout=state.layout, limits=state.limits)
+        yield IngestService(
+            db,
+            layout=state.layout,
+            limits=state.limits,
+            allow_private_webhooks=state.webhooks.allow_private_webhook_urls,
+        )
 
 
 def _id_path(name: str) -> Any:

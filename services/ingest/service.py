@@ -40,6 +40,7 @@ from libs.common.models import (
 from libs.common.pagination import PageResult
 from libs.common.settings import LimitsSettings
 from libs.common.tokens import count_tokens_many
+from libs.common.webhooks import validate_webhook_url
 from libs.common.wire import as_utc
 from services.ingest import schemas
 from services.ingest.repository import (
@@ -51,7 +52,6 @@ from services.ingest.repository import (
     IngestRepository,
     Member,
 )
-from services.ingest.webhooks import validate_webhook_url
 
 MAX_WEBHOOKS_PER_WORKSPACE = 10
 
@@ -85,11 +85,19 @@ def _dump(model: Any) -> dict[str, Any]:
 
 
 class IngestService:
-    def __init__(self, db: AsyncSession, *, layout: StreamLayout, limits: LimitsSettings) -> None:
+    def __init__(
+        self,
+        db: AsyncSession,
+        *,
+        layout: StreamLayout,
+        limits: LimitsSettings,
+        allow_private_webhooks: bool = False,
+    ) -> None:
         self.db = db
         self.repo = IngestRepository(db)
         self.layout = layout
         self.limits = limits
+        self.allow_private_webhooks = allow_private_webhooks
 
     async def _publish(self, *events: Event) -> None:
         await outbox.enqueue(self.db, self.layout, events)
@@ -590,7 +598,7 @@ class IngestService:
     # -- webhooks, dreams, queue -----------------------------------------------------------
     async def get_or_create_webhook(self, workspace_id: str, url: str) -> Created:
         url = url.strip()  # the URL that is validated is the one stored and matched
-        validate_webhook_url(url, allow_private=self.limits.allow_private_webhook_urls)
+        validate_webhook_url(url, allow_private=self.allow_private_webhooks)
         await self.require_workspace(workspace_id)
         existing = await self.repo.get_webhook_by_url(workspace_id, url)
         if existing is not None:

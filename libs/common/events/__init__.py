@@ -140,6 +140,15 @@ class WebhookTestRequested(Event):
     EVENT_TYPE: ClassVar[str] = "webhook.test_requested"
 
 
+class QueueEmptied(Event):
+    """The deriver finished every pending message of a session (webhook ``queue.empty``)."""
+
+    EVENT_TYPE: ClassVar[str] = "queue.emptied"
+
+    session_id: str = Field(description="Session whose work drained.")
+    queue_type: str = Field(default="representation", description="Which work drained.")
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     MessageCreated,
     ConclusionsCreated,
@@ -148,6 +157,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     WorkspaceDeleted,
     DreamScheduled,
     WebhookTestRequested,
+    QueueEmptied,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.EVENT_TYPE: cls for cls in ALL_EVENTS}
@@ -160,6 +170,7 @@ __all__ = [
     "DreamScheduled",
     "Event",
     "MessageCreated",
+    "QueueEmptied",
     "SessionDeleted",
     "WebhookTestRequested",
     "Witness",

@@ -1,4 +1,4 @@
-"""Webhook URL policy applied at registration.
+"""Webhook URL policy (applied at registration and again at delivery) and signing.
 
 Only ``http``/``https`` URLs with a host are accepted. Hosts that are loopback, private,
 link-local, multicast, reserved or unspecified IP literals — or names that always mean this
@@ -9,6 +9,9 @@ point deliveries at the platform's own network. Delivery re-checks the resolved 
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -64,3 +67,24 @@ def validate_webhook_url(url: str, *, allow_private: bool) -> None:
             f"Webhook host '{host}' is a private, loopback or link-local address; refused "
             "(set RAPPORT_ALLOW_PRIVATE_WEBHOOK_URLS=true to allow private targets)"
         )
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``X-Honcho-Signature``: hex HMAC-SHA256 of the exact body bytes."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def resolves_to_private(host: str) -> bool:
+    """True when any address ``host`` resolves to is private (checked at delivery time, so a
+    name that was public at registration cannot be re-pointed at the internal network)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return False  # unresolvable: the delivery itself will fail and be retried
+    for info in infos:
+        try:
+            if is_private_address(ipaddress.ip_address(info[4][0])):
+                return True
+        except ValueError:
+            continue
+    return False
