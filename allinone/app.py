@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from libs.common.http import ops_router
 from libs.common.runtime import Resources
 from libs.common.telemetry import setup_logging, setup_tracing
+from services.context.app import build_state as build_context_state
 from services.context.endpoints import router as context_router
 from services.deriver.app import DeriverSettings, DeriverWorker
 from services.dialectic.endpoints import router as dialectic_router
@@ -34,6 +35,7 @@ def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
         ingest = IngestComponent(settings, resources)
         deriver = DeriverWorker(settings, resources)
         app.state.ingest = ingest.state()
+        app.state.context = build_context_state(settings, resources)
         parts.update(resources=resources, ingest=ingest, deriver=deriver)
         await ingest.start()
         await deriver.start()

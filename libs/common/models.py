@@ -162,6 +162,18 @@ class Message(Base):
         UniqueConstraint("workspace_id", "session_id", "seq", name="uq_messages_session_seq"),
         Index("ix_messages_peer", "workspace_id", "peer_id", "created_at"),
         Index("ix_messages_workspace_created", "workspace_id", "created_at"),
+        Index(
+            "ix_messages_fts",
+            text("to_tsvector('english', content)"),
+            postgresql_using="gin",
+        ),
+        Index(
+            "ix_messages_session_seq_desc",
+            "workspace_id",
+            "session_id",
+            text("seq DESC"),
+            postgresql_include=["token_count"],
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -186,6 +198,11 @@ class Conclusion(Base):
         ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
         Index("ix_conclusions_view", "workspace_id", "observer_id", "observed_id", "created_at"),
         Index("ix_conclusions_session", "workspace_id", "session_id"),
+        Index(
+            "ix_conclusions_fts",
+            text("to_tsvector('english', content)"),
+            postgresql_using="gin",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from libs.common.broker import connect_nats, ensure_stream
 from libs.common.consumers import FailurePolicy
-from libs.common.embeddings import Embedder, create_embedder
+from libs.common.embeddings import Embedder
 from libs.common.http import ops_router
 from libs.common.reasoning import create_reasoner
 from libs.common.runtime import Resources
@@ -34,7 +34,7 @@ from libs.common.settings import (
     WebhookSettings,
 )
 from libs.common.telemetry import setup_logging, setup_tracing
-from libs.common.vectorstore import VectorStore, create_vector_store
+from libs.common.vectorstore import VectorStore
 from services.deriver.consumers import register_consumers
 from services.deriver.service import DeriverConfig, DeriverService
 from services.deriver.webhooks import WebhookDeliverer
@@ -100,8 +100,8 @@ class DeriverWorker:
 
     def build_service(self) -> DeriverService:
         s = self.settings
-        self.embedder = create_embedder(s)
-        self.vectors = create_vector_store(s, self.resources.engine)
+        self.embedder = self.resources.embedder(s)
+        self.vectors = self.resources.vectors(s)
         return DeriverService(
             session_factory=self.resources.session_factory,
             reasoner=create_reasoner(s),
@@ -178,8 +178,6 @@ class DeriverWorker:
             await self.broker.stop()
             self.broker = None
         self.running = False
-        if self.vectors is not None:
-            await self.vectors.close()
 
     def readiness(self) -> dict[str, Any]:
         if not self.settings.deriver_enabled:

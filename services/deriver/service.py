@@ -49,14 +49,20 @@ from libs.common.reasoning.port import (
     TransientReasonerError,
 )
 from libs.common.tokens import count_tokens_many
-from libs.common.vectorstore import VectorFilter, VectorRecord, VectorStore
+from libs.common.vectorstore import (
+    CONCLUSION_VECTORS,
+    MESSAGE_VECTORS,
+    VectorFilter,
+    VectorRecord,
+    VectorStore,
+)
 from services.deriver.repository import DeriverRepository, StoredLine
 from services.deriver.webhooks import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
-MESSAGES = "messages"
-CONCLUSIONS = "conclusions"
+MESSAGES = MESSAGE_VECTORS
+CONCLUSIONS = CONCLUSION_VECTORS
 CONTEXT_MESSAGES = 6
 KNOWN_CONCLUSIONS = 50
 
@@ -197,11 +203,16 @@ class DeriverService:
 
         if derived:
             try:
-                await self._index(derived)
+                kept = await self._index(derived)
                 async with unit_of_work(self.session_factory) as db:
                     repo = DeriverRepository(db)
                     await repo.set_status(
-                        [(e.message_id, e.workspace_id, e.session_id) for e in derived], "done"
+                        [
+                            (e.message_id, e.workspace_id, e.session_id)
+                            for e in derived
+                            if e.message_id in kept
+                        ],
+                        "done",
                     )
                     await self._announce_drained(db, repo, derived)
             except Exception as exc:  # noqa: BLE001 - settled by the failure policy
@@ -330,8 +341,9 @@ class DeriverService:
                 [(event.message_id, event.workspace_id, event.session_id)], "derived"
             )
 
-    async def _index(self, events: Sequence[MessageCreated]) -> None:
-        """Embed and upsert the messages and their conclusions (idempotent by id)."""
+    async def _index(self, events: Sequence[MessageCreated]) -> set[str]:
+        """Embed and upsert the messages and their conclusions (idempotent by id); returns the
+        ids of the messages that still exist (see :meth:`_drop_vanished`)."""
         await self.ensure_collections()
         async with unit_of_work(self.session_factory) as db:
             conclusions = await DeriverRepository(db).conclusions_from_messages(
@@ -350,6 +362,26 @@ class DeriverService:
         await self.vectors.upsert(MESSAGES, message_records)
         if conclusion_records:
             await self.vectors.upsert(CONCLUSIONS, conclusion_records)
+        return await self._drop_vanished(
+            [e.message_id for e in events], [c.id for c in conclusions]
+        )
+
+    async def _drop_vanished(
+        self, message_ids: Sequence[str], conclusion_ids: Sequence[str]
+    ) -> set[str]:
+        """Remove the vectors just upserted for rows deleted meanwhile; returns the message ids
+        that still exist. A delete committed before this check is seen here; one committed
+        after it publishes its forget event afterwards, which then runs after the upserts.
+        Without this, a session deleted while its messages were being indexed kept vectors."""
+        async with unit_of_work(self.session_factory) as db:
+            repo = DeriverRepository(db)
+            messages = await repo.existing_messages(message_ids)
+            conclusions = {c.id for c in await repo.conclusions_by_ids(conclusion_ids)}
+        if gone := [m for m in message_ids if m not in messages]:
+            await self.vectors.delete(MESSAGES, gone)
+        if gone := [c for c in conclusion_ids if c not in conclusions]:
+            await self.vectors.delete(CONCLUSIONS, gone)
+        return messages
 
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         """Embed each distinct text once."""
@@ -440,6 +472,7 @@ class DeriverService:
                 for c, v in zip(conclusions, vectors, strict=True)
             ],
         )
+        await self._drop_vanished([], [c.id for c in conclusions])
 
     async def forget_conclusion(self, event: ConclusionDeleted) -> None:
         await self.ensure_collections()

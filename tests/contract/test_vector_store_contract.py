@@ -473,3 +473,20 @@ async def test_real_384d_embeddings(store: VectorStore, embedder: LocalOnnxEmbed
     (q_finance,) = await embedder.embed(["shares dropped on Wall Street"])
     top = await store.query(name, q_finance, VectorFilter(WS_A), limit=5, min_score=0.3)
     assert ids(top) == ["stocks"]
+
+
+async def test_contains_matches_list_payload_elements(store: VectorStore, coll: str) -> None:
+    await store.upsert(
+        coll,
+        [
+            rec("m1", E0, witnesses=["alice", "bob"], kind="message"),
+            rec("m2", at_angle(10), witnesses=["alice"], kind="message"),
+            rec("m3", at_angle(20), witnesses=["carol"], kind="message"),
+            rec("m1-b", E0, WS_B, witnesses=["bob"], kind="message"),
+        ],
+    )
+    bob = VectorFilter(WS_A, contains={"witnesses": "bob"})
+    assert ids(await store.query(coll, E0, bob, limit=10)) == ["m1"]
+    alice = VectorFilter(WS_A, contains={"witnesses": "alice"}, must={"kind": "message"})
+    assert ids(await store.query(coll, E0, alice, limit=10)) == ["m1", "m2"]
+    assert await store.count(coll, VectorFilter(WS_A, contains={"witnesses": "dave"})) == 0

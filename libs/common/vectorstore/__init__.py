@@ -19,7 +19,8 @@ Rules every adapter follows:
 * Filter semantics: ``must`` is equality on payload values (type-sensitive: ``1``, ``"1"`` and
   ``True`` differ); ``any_of`` matches when the payload value is one of the strings (an empty
   list matches nothing); ``created_after`` ≤ ``payload["created_at"]`` < ``created_before``
-  (epoch seconds; records without ``created_at`` fail any time bound). All conditions AND.
+  (epoch seconds; records without ``created_at`` fail any time bound); ``contains`` matches when
+  the payload value is a list holding the string. All conditions AND.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
+    "CONCLUSION_VECTORS",
+    "MESSAGE_VECTORS",
     "PAYLOAD_KEYS",
     "FilterValue",
     "VectorFilter",
@@ -46,6 +49,10 @@ __all__ = [
 ]
 
 FilterValue = str | int | bool
+
+#: Rapport's two collections: one vector per message, one per conclusion.
+MESSAGE_VECTORS = "messages"
+CONCLUSION_VECTORS = "conclusions"
 
 #: Payload keys Rapport writes (adapters may index them); others are allowed and stored as is.
 PAYLOAD_KEYS: tuple[str, ...] = (
@@ -93,6 +100,8 @@ class VectorFilter:
     workspace_id: str
     must: Mapping[str, FilterValue] = field(default_factory=dict)
     any_of: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: ``{key: value}``: the payload's list under ``key`` holds the string ``value``.
+    contains: Mapping[str, str] = field(default_factory=dict)
     created_after: float | None = None
     created_before: float | None = None
 

@@ -258,6 +258,9 @@ def _where(flt: VectorFilter) -> tuple[str, dict[str, Any]]:
         clauses.append(f"payload ->> :any_key_{i} = ANY(CAST(:any_values_{i} AS text[]))")
         params[f"any_key_{i}"] = key
         params[f"any_values_{i}"] = [str(v) for v in values]
+    for i, (key, value) in enumerate(sorted(flt.contains.items())):
+        clauses.append(f"payload @> CAST(:contains_{i} AS jsonb)")
+        params[f"contains_{i}"] = orjson.dumps({key: [value]}).decode()
     if flt.created_after is not None:
         clauses.append("(payload ->> 'created_at')::float8 >= :created_after")
         params["created_after"] = float(flt.created_after)

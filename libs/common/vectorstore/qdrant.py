@@ -225,6 +225,9 @@ def to_qdrant_filter(flt: VectorFilter) -> models.Filter:
         conditions.append(
             models.FieldCondition(key=key, match=models.MatchAny(any=[str(v) for v in values]))
         )
+    for key, value in sorted(flt.contains.items()):
+        # A keyword match on a list payload matches when any element equals the value.
+        conditions.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
     if flt.created_after is not None or flt.created_before is not None:
         conditions.append(
             models.FieldCondition(

@@ -1,0 +1,135 @@
+"""Every SQL statement of the context service."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common.models import (
+    Conclusion,
+    MembershipWindow,
+    Message,
+    Peer,
+    PeerCard,
+    Session,
+    SessionPeer,
+    Summary,
+    Workspace,
+)
+from libs.common.retrieval.hybrid import ConclusionScope, conclusions_recent_first
+
+
+class ContextRepository:
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def workspace_exists(self, workspace_id: str) -> bool:
+        row = await self.db.execute(select(Workspace.id).where(Workspace.id == workspace_id))
+        return row.scalar_one_or_none() is not None
+
+    async def peer_exists(self, workspace_id: str, peer_id: str) -> bool:
+        row = await self.db.execute(
+            select(Peer.id).where(Peer.workspace_id == workspace_id, Peer.id == peer_id)
+        )
+        return row.scalar_one_or_none() is not None
+
+    async def get_session(self, workspace_id: str, session_id: str) -> Session | None:
+        row = await self.db.execute(
+            select(Session).where(Session.workspace_id == workspace_id, Session.id == session_id)
+        )
+        return row.scalar_one_or_none()
+
+    async def is_member(self, workspace_id: str, session_id: str, peer_id: str) -> bool:
+        row = await self.db.execute(
+            select(SessionPeer.peer_id).where(
+                SessionPeer.workspace_id == workspace_id,
+                SessionPeer.session_id == session_id,
+                SessionPeer.peer_id == peer_id,
+                SessionPeer.left_at.is_(None),
+            )
+        )
+        return row.scalar_one_or_none() is not None
+
+    async def windows(
+        self, workspace_id: str, session_id: str, peer_id: str
+    ) -> list[tuple[int, int | None]]:
+        rows = await self.db.execute(
+            select(MembershipWindow.joined_seq, MembershipWindow.left_seq)
+            .where(
+                MembershipWindow.workspace_id == workspace_id,
+                MembershipWindow.session_id == session_id,
+                MembershipWindow.peer_id == peer_id,
+            )
+            .order_by(MembershipWindow.joined_seq)
+        )
+        return [(int(r[0]), None if r[1] is None else int(r[1])) for r in rows.all()]
+
+    async def latest_summary(
+        self, workspace_id: str, session_id: str, summary_type: str
+    ) -> Summary | None:
+        row = await self.db.execute(
+            select(Summary)
+            .where(
+                Summary.workspace_id == workspace_id,
+                Summary.session_id == session_id,
+                Summary.summary_type == summary_type,
+            )
+            .order_by(Summary.message_seq.desc())
+            .limit(1)
+        )
+        return row.scalar_one_or_none()
+
+    async def newest_messages(
+        self,
+        workspace_id: str,
+        session_id: str,
+        *,
+        after_seq: int,
+        before_seq: int | None,
+        limit: int,
+        condition: ColumnElement[bool] | None = None,
+    ) -> list[Message]:
+        """Newest first, ``after_seq < seq < before_seq`` (index-ordered; cost independent of
+        the session's length)."""
+        stmt = select(Message).where(
+            Message.workspace_id == workspace_id,
+            Message.session_id == session_id,
+            Message.seq > after_seq,
+        )
+        if before_seq is not None:
+            stmt = stmt.where(Message.seq < before_seq)
+        if condition is not None:
+            stmt = stmt.where(condition)
+        rows = await self.db.execute(stmt.order_by(Message.seq.desc()).limit(limit))
+        return list(rows.scalars().all())
+
+    async def recent_conclusions(self, scope: ConclusionScope, limit: int) -> list[Conclusion]:
+        rows = await self.db.execute(conclusions_recent_first(scope, limit))
+        return list(rows.scalars().all())
+
+    async def card(self, workspace_id: str, observer: str, observed: str) -> list[str] | None:
+        row = await self.db.execute(
+            select(PeerCard.facts).where(
+                PeerCard.workspace_id == workspace_id,
+                PeerCard.observer_id == observer,
+                PeerCard.observed_id == observed,
+            )
+        )
+        facts = row.scalar_one_or_none()
+        return list(facts) if facts else None
+
+    async def set_card(
+        self, workspace_id: str, observer: str, observed: str, facts: Sequence[str]
+    ) -> None:
+        stmt = insert(PeerCard).values(
+            workspace_id=workspace_id, observer_id=observer, observed_id=observed, facts=facts
+        )
+        await self.db.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[PeerCard.workspace_id, PeerCard.observer_id, PeerCard.observed_id],
+                set_={"facts": stmt.excluded.facts, "updated_at": stmt.excluded.updated_at},
+            )
+        )

@@ -1,0 +1,90 @@
+"""HTTP models of the context routes (Honcho v3 wire shapes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from libs.common.wire import MessageOut, ResourceId, SafeStr, StrictModel
+
+MAX_CARD_FACTS = 100
+MAX_FACT_CHARS = 1000
+
+
+class SummaryOut(BaseModel):
+    content: str
+    message_id: str
+    summary_type: str
+    created_at: datetime
+    token_count: int
+
+
+class SummariesOut(BaseModel):
+    id: str
+    short_summary: SummaryOut | None
+    long_summary: SummaryOut | None
+
+
+class SessionContextOut(BaseModel):
+    id: str
+    messages: list[MessageOut]
+    summary: SummaryOut | None
+    peer_representation: str | None
+    peer_card: list[str] | None
+
+
+class RepresentationRequest(StrictModel):
+    session_id: ResourceId | None = None
+    target: ResourceId | None = None
+    search_query: SafeStr | None = Field(default=None, max_length=10_000)
+    search_top_k: int | None = Field(default=None, ge=1, le=100)
+    search_max_distance: float | None = Field(default=None, ge=0, le=1)
+    include_most_frequent: bool | None = None
+    max_conclusions: int | None = Field(default=None, ge=1, le=100)
+
+
+class RepresentationOut(BaseModel):
+    representation: str
+
+
+class PeerCardOut(BaseModel):
+    peer_card: list[str] | None
+
+
+class PeerCardIn(StrictModel):
+    peer_card: list[SafeStr] = Field(max_length=MAX_CARD_FACTS)
+
+    @field_validator("peer_card")
+    @classmethod
+    def _facts(cls, value: list[str]) -> list[str]:
+        cleaned = [f.strip() for f in value]
+        for i, fact in enumerate(cleaned):
+            if not fact:
+                raise ValueError(f"peer_card[{i}] is empty")
+            if len(fact) > MAX_FACT_CHARS:
+                raise ValueError(f"peer_card[{i}] is longer than {MAX_FACT_CHARS} characters")
+        return cleaned
+
+
+class PeerContextOut(BaseModel):
+    peer_id: str
+    target_id: str
+    representation: str | None
+    peer_card: list[str] | None
+
+
+class SearchRequest(StrictModel):
+    query: SafeStr = Field(min_length=1, max_length=10_000)
+    filters: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=100)
+    #: Rapport addition: only messages this peer witnessed.
+    peer_perspective: ResourceId | None = None
+
+
+class ConclusionQueryRequest(StrictModel):
+    query: SafeStr = Field(min_length=1, max_length=10_000)
+    top_k: int = Field(default=10, ge=1, le=100)
+    distance: float | None = Field(default=None, ge=0, le=1)
+    filters: dict[str, Any]
