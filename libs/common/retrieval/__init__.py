@@ -1,0 +1,1 @@
+"""Retrieval over what one observer may know (hybrid vector + full-text search, time expressions)."""
