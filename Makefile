@@ -12,10 +12,10 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[infra,dev]'
+	$(PY) -m pip install --quiet -e '.[infra,dev]' -e ./sdk
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install Rapport with its dev and local-infra extras
@@ -45,8 +45,9 @@ fmt: $(STAMP) ## Format and auto-fix
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-typecheck: $(STAMP) ## Strict mypy on libs/, services/, allinone/, scripts/
+typecheck: $(STAMP) ## Strict mypy on libs/, services/, allinone/, scripts/ and the SDK
 	$(PY) -m mypy
+	cd sdk && ../$(PY) -m mypy
 
 imports: $(STAMP) ## Import boundaries (libs never import services; services never import each other)
 	$(VENV)/bin/lint-imports
@@ -54,6 +55,7 @@ imports: $(STAMP) ## Import boundaries (libs never import services; services nev
 check: lint typecheck imports ## All static checks
 
 test: check ## Static checks, then the whole test suite against real Postgres and NATS
+	cd sdk && ../$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Unit tests only (no servers)
