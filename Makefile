@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run infra-up infra-down infra-status migrate test test-unit test-integration lint fmt typecheck imports check clean
+.PHONY: help install run up down up-status k8s-build infra-up infra-down infra-status migrate test test-unit test-integration lint fmt typecheck imports check clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -36,6 +36,19 @@ migrate: infra-up ## Apply database migrations to the local database
 
 run: infra-up ## Run everything locally on http://localhost:8000 (all services, one process)
 	eval "$$($(PY) -m scripts.devinfra env --profile run)" && $(PY) -m allinone
+
+up: infra-up ## Multi-process mode: ingest, 2 derivers, 2 dialectic, context behind nginx on :8000
+	$(PY) -m scripts.multiproc up
+
+down: ## Stop the multi-process mode (the local servers keep running; see infra-down)
+	$(PY) -m scripts.multiproc down
+
+up-status: ## Show the multi-process mode's processes
+	-$(PY) -m scripts.multiproc status
+
+k8s-build: ## Render every deploy/k8s overlay (kubectl kustomize) into .data/k8s/<overlay>.yaml
+	@mkdir -p .data/k8s
+	@for o in deploy/k8s/overlays/*/; do n=$$(basename $$o); kubectl kustomize $$o > .data/k8s/$$n.yaml && echo ".data/k8s/$$n.yaml"; done
 
 lint: $(STAMP) ## ruff lint + format check
 	$(PY) -m ruff check .

@@ -14,6 +14,7 @@ from libs.common.telemetry import setup_logging, setup_tracing
 from services.context.app import build_state as build_context_state
 from services.context.endpoints import router as context_router
 from services.deriver.app import DeriverSettings, DeriverWorker
+from services.dialectic.app import DialecticComponent
 from services.dialectic.endpoints import router as dialectic_router
 from services.ingest.app import IngestComponent, IngestSettings, configure_app
 from services.ingest.endpoints import router as ingest_router
@@ -36,6 +37,8 @@ def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
         deriver = DeriverWorker(settings, resources)
         app.state.ingest = ingest.state()
         app.state.context = build_context_state(settings, resources)
+        dialectic = DialecticComponent(settings, resources)
+        app.state.dialectic = dialectic.state()
         parts.update(resources=resources, ingest=ingest, deriver=deriver)
         await ingest.start()
         await deriver.start()
@@ -44,6 +47,7 @@ def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
         finally:
             await deriver.stop()
             await ingest.stop()
+            await dialectic.stop()
             await resources.close()
 
     async def readiness() -> dict[str, Any]:

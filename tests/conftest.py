@@ -45,6 +45,16 @@ class InfraEndpoints:
         """libpq form of ``database_url`` (for psycopg)."""
         return self.database_url.replace("postgresql+psycopg://", "postgresql://")
 
+    @property
+    def derive_stream(self) -> str:
+        """Stream of deriver-enabled test apps: their consumers never see (and derive) the
+        events of tests that assert on pending work."""
+        return f"{self.stream}_D"
+
+    @property
+    def derive_prefix(self) -> str:
+        return f"{self.prefix}d"
+
 
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -77,6 +87,7 @@ def infra() -> Iterator[InfraEndpoints]:
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
         )
     asyncio.run(delete_stream(ep.nats_url, f"RAPPORT_TEST_{run}"))
+    asyncio.run(delete_stream(ep.nats_url, f"RAPPORT_TEST_{run}_D"))
 
 
 async def delete_stream(nats_url: str, stream: str) -> None:
@@ -104,6 +115,8 @@ def make_settings(infra: InfraEndpoints, **overrides: Any) -> AllInOneSettings:
         # Ingest tests assert on work left pending; deriver tests switch it on explicitly.
         "deriver_enabled": False,
     }
+    if overrides.get("deriver_enabled") and "nats_stream" not in overrides:
+        values.update(nats_stream=infra.derive_stream, nats_subject_prefix=infra.derive_prefix)
     values.update(overrides)
     return AllInOneSettings(**values)
 
@@ -141,8 +154,17 @@ async def app_factory(infra: InfraEndpoints) -> AsyncIterator[AppFactory]:
 
 @pytest.fixture
 async def clean_db(infra: InfraEndpoints) -> None:
-    async with await psycopg.AsyncConnection.connect(infra.dsn, autocommit=True) as conn:
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    # A deriver of an earlier test may still be finishing work: its transactions can deadlock
+    # with the TRUNCATE, which then simply retries.
+    for attempt in range(20):
+        try:
+            async with await psycopg.AsyncConnection.connect(infra.dsn, autocommit=True) as conn:
+                await conn.execute("SET lock_timeout = '5s'")
+                await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise RuntimeError("could not truncate the test database")
 
 
 @pytest.fixture
@@ -184,7 +206,12 @@ class StreamEvent:
 
 
 async def read_stream(
-    infra: InfraEndpoints, subject_filter: str, *, expect: int | None = None, wait_s: float = 15.0
+    infra: InfraEndpoints,
+    subject_filter: str,
+    *,
+    expect: int | None = None,
+    wait_s: float = 15.0,
+    stream: str | None = None,
 ) -> list[StreamEvent]:
     """Every event on the run's stream matching ``subject_filter`` (waits until ``expect`` are
     there, or ``wait_s`` seconds), in stream order."""
@@ -199,7 +226,7 @@ async def read_stream(
             try:
                 sub = await js.pull_subscribe(
                     subject_filter,
-                    stream=infra.stream,
+                    stream=stream or infra.stream,
                     config=ConsumerConfig(
                         deliver_policy=DeliverPolicy.ALL,
                         ack_policy=AckPolicy.NONE,

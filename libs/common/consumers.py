@@ -10,7 +10,9 @@ Rapport's subscribers take messages with ``AckPolicy.MANUAL`` and settle each on
   dead letter with its error, then ``term`` (no redelivery);
 * when a message has been delivered ``max_deliver`` times and still fails, it is dead-lettered
   the same way. Dead letters are rows in ``dead_letters``, listed through the API and retried
-  from there — nothing disappears silently.
+  from there — nothing disappears silently. A message whose dead letter cannot be stored (the
+  database is down) is not terminated: it comes back after a back-off, and the rest of its
+  batch is settled as usual.
 """
 
 from __future__ import annotations
@@ -104,7 +106,19 @@ async def settle(
         log.error(
             "%s: dead-lettering %s after %d deliveries (%s)", consumer, raw.subject, delivered, why
         )
-        await dead_letter(raw, reason, delivered)
+        try:
+            await dead_letter(raw, reason, delivered)
+        except Exception:  # keep the message until its dead letter is stored
+            delay = policy.delay(delivered)
+            log.exception(
+                "%s: cannot record the dead letter of %s; retrying in %.1fs",
+                consumer,
+                raw.subject,
+                delay,
+            )
+            await raw.nak(delay=delay)
+            CONSUMER_OUTCOMES.labels(consumer, "retry").inc()
+            return "retry"
         await raw.term()
         CONSUMER_OUTCOMES.labels(consumer, "dead").inc()
         return "dead"

@@ -134,9 +134,21 @@ async def session_context(
     include_most_frequent: bool = False,
     max_conclusions: Annotated[int | None, Query(ge=1, le=100)] = None,
     limit_to_session: bool = False,
+    scope: Annotated[
+        str | None, Query(description="Honcho scopes: not supported yet (422 when given).")
+    ] = None,
+    sessions: Annotated[
+        list[str] | None,
+        Query(description="Honcho's session allowlist: not supported yet (422 when given)."),
+    ] = None,
 ) -> schemas.SessionContextOut:
     if peer_perspective is not None and peer_target is None:
         raise ValidationError("peer_perspective needs peer_target")
+    # Refused rather than ignored: ignoring them would widen what the caller asked to read.
+    if scope is not None:
+        raise ValidationError(schemas.SCOPES_NOT_SUPPORTED)
+    if sessions is not None:
+        raise ValidationError(schemas.SESSIONS_NOT_SUPPORTED)
     # A peer key sees only what it witnessed, and its view of the target.
     perspective = _own_perspective(principal, peer_perspective)
     async with _service(request) as svc:
@@ -197,6 +209,10 @@ async def peer_representation(
 ) -> schemas.RepresentationOut:
     principal.require_peer(workspace_id, peer_id)
     body = body or schemas.RepresentationRequest()
+    if body.scope is not None:
+        raise ValidationError(schemas.SCOPES_NOT_SUPPORTED)
+    if body.filters is not None:
+        raise ValidationError(schemas.SESSIONS_NOT_SUPPORTED)
     async with _service(request) as svc:
         await svc.require_peer(workspace_id, peer_id)
         target = body.target or peer_id

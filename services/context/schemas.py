@@ -11,6 +11,14 @@ from libs.common.wire import MessageOut, ResourceId, SafeStr, StrictModel
 
 MAX_CARD_FACTS = 100
 MAX_FACT_CHARS = 1000
+SCOPES_NOT_SUPPORTED = (
+    "scope is not supported yet: Rapport has no scopes. Read a representation from one session "
+    "with session_id (or limit_to_session=true for a session's context) instead."
+)
+SESSIONS_NOT_SUPPORTED = (
+    "a session allowlist (sessions / filters.session_id) is not supported here yet: use "
+    "session_id (or limit_to_session=true for a session's context) instead."
+)
 
 
 class SummaryOut(BaseModel):
@@ -43,6 +51,11 @@ class RepresentationRequest(StrictModel):
     search_max_distance: float | None = Field(default=None, ge=0, le=1)
     include_most_frequent: bool | None = None
     max_conclusions: int | None = Field(default=None, ge=1, le=100)
+    scope: Any = Field(default=None, description="Honcho scopes: not supported yet (422).")
+    filters: Any = Field(
+        default=None,
+        description="Honcho's session allowlist (`sessions=`): not supported yet (422).",
+    )
 
 
 class RepresentationOut(BaseModel):

@@ -78,8 +78,12 @@ class DeriverSettings(
     summary_long_every: int = Field(
         default=60, ge=2, description="Messages per long summary (session config overrides)."
     )
-    summary_short_max_tokens: int = Field(default=1000, ge=50, description="Short summary size.")
-    summary_long_max_tokens: int = Field(default=3000, ge=100, description="Long summary size.")
+    summary_short_max_tokens: int = Field(
+        default=400,
+        ge=50,
+        description="Short summary size (fits get_context's 40 % share of 1,000+).",
+    )
+    summary_long_max_tokens: int = Field(default=1500, ge=100, description="Long summary size.")
     peer_card_max_facts: int = Field(default=40, ge=1, description="Facts kept per peer card.")
 
 

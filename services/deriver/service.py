@@ -71,8 +71,8 @@ KNOWN_CONCLUSIONS = 50
 class DeriverConfig:
     short_summary_every: int = 20
     long_summary_every: int = 60
-    short_summary_tokens: int = 1000
-    long_summary_tokens: int = 3000
+    short_summary_tokens: int = 400
+    long_summary_tokens: int = 1500
     peer_card_max_facts: int = 40
     dream_duplicate_similarity: float = 0.97
 

@@ -1,1 +1,2 @@
-"""The dialectic service (read path). Its routes arrive with the read-path issue."""
+"""The dialectic service (read path): ``peer.chat`` — retrieval over what the asking peer may
+know, answered by the extractive or the LLM reasoner, as JSON or SSE."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,14 +89,30 @@ def workspace_out(ws: Workspace) -> schemas.WorkspaceOut:
     )
 
 
-def peer_out(peer: Peer) -> schemas.PeerOut:
+# Official Honcho SDKs send this header, and validate a peer's ``configuration`` strictly: only
+# ``observe_me`` may be there (honcho-ai's PeerConfig forbids other keys). They get that shape,
+# without Rapport's ``observe_others``; every other client gets the configuration as stored.
+HONCHO_SDK_HEADER = "x-honcho-host"
+HONCHO_PEER_CONFIG_KEYS = frozenset({"observe_me"})
+
+
+def peer_out(peer: Peer, *, honcho: bool = False) -> schemas.PeerOut:
+    configuration = peer.configuration
+    if honcho:
+        configuration = {k: v for k, v in configuration.items() if k in HONCHO_PEER_CONFIG_KEYS}
     return schemas.PeerOut(
         id=peer.id,
         workspace_id=peer.workspace_id,
         metadata=peer.metadata_,
-        configuration=peer.configuration,
+        configuration=configuration,
         created_at=peer.created_at,
     )
+
+
+def peer_out_for(request: Request) -> Callable[[Peer], schemas.PeerOut]:
+    """``peer_out`` in the shape the requesting client parses (see ``HONCHO_SDK_HEADER``)."""
+    honcho = HONCHO_SDK_HEADER in request.headers
+    return lambda peer: peer_out(peer, honcho=honcho)
 
 
 def session_out(session: Session) -> schemas.SessionOut:
@@ -342,7 +358,7 @@ async def get_or_create_peer(
         outcome = await svc.get_or_create_peer(workspace_id, body)
         peer, created = outcome.value, outcome.created
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return peer_out(peer)
+    return peer_out_for(request)(peer)
 
 
 @router.post(
@@ -364,7 +380,7 @@ async def list_peers(
             size=paging.size,
             reverse=paging.reverse,
         )
-    return _page(result, peer_out)
+    return _page(result, peer_out_for(request))
 
 
 @router.put(
@@ -379,7 +395,7 @@ async def update_peer(
 ) -> schemas.PeerOut:
     principal.require_peer(workspace_id, peer_id)
     async with _service(request) as svc:
-        return peer_out(await svc.update_peer(workspace_id, peer_id, body))
+        return peer_out_for(request)(await svc.update_peer(workspace_id, peer_id, body))
 
 
 @router.post(
@@ -584,7 +600,7 @@ async def get_session_peers(
         result = await svc.session_peers(
             workspace_id, session_id, page=paging.page, size=paging.size
         )
-    return _page(result, peer_out)
+    return _page(result, peer_out_for(request))
 
 
 @router.get(

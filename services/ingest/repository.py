@@ -263,13 +263,16 @@ class IngestRepository:
             )
         )
         message_ids = list(ids.scalars().all())
+        # Session (and, by cascade, its messages) first: a concurrent derivation holds a key
+        # lock on its message through the status row it writes, so this waits for it to commit
+        # — and the conclusions statement below, starting later, then sees what it wrote.
+        await self.db.execute(
+            delete(Session).where(Session.workspace_id == workspace_id, Session.id == session_id)
+        )
         await self.db.execute(
             delete(Conclusion).where(
                 Conclusion.workspace_id == workspace_id, Conclusion.session_id == session_id
             )
-        )
-        await self.db.execute(
-            delete(Session).where(Session.workspace_id == workspace_id, Session.id == session_id)
         )
         return message_ids
 

@@ -2,7 +2,8 @@
 
 It listens on ``127.0.0.1`` on a random port (uvicorn + Starlette in a background thread, so it
 works from sync and async tests alike) and serves ``POST /v1/chat/completions`` and
-``POST /v1/embeddings``. Each endpoint answers from a queue of scripted :class:`Reply` objects;
+``POST /v1/embeddings``. Each endpoint answers from a queue of scripted :class:`Reply` objects
+(a chat request with ``"stream": true`` gets the content as SSE chunks);
 when a queue is empty a default handler answers (for embeddings, deterministic vectors derived
 from the input text; for chat, HTTP 500 unless a handler is given). Every request is recorded.
 
@@ -424,6 +425,8 @@ class ScriptedOpenAI:
         if reply.is_json and self.ignores_response_format:
             content = _wrap_in_prose(content)
         number = next(self._ids)
+        if isinstance(request.body, dict) and request.body.get("stream") is True:
+            return _stream_response(content, reply, request, number)
         payload = {
             "id": f"chatcmpl-scripted-{number}",
             "object": "chat.completion",
@@ -444,6 +447,33 @@ class ScriptedOpenAI:
             },
         }
         return _json_response(payload, reply)
+
+
+def _stream_response(content: str, reply: Reply, request: RecordedRequest, number: int) -> Response:
+    """``stream: true``: the content as ``chat.completion.chunk`` SSE events, a few characters
+    per chunk (split inside words too, as real providers do), then ``data: [DONE]``."""
+    base = {
+        "id": f"chatcmpl-scripted-{number}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": request.model or "scripted",
+    }
+    pieces = [content[i : i + 5] for i in range(0, len(content), 5)]
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    events += [
+        {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        for piece in pieces
+    ]
+    events.append(
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]}
+    )
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return Response(
+        content=body.encode(),
+        status_code=200,
+        headers=dict(reply.headers),
+        media_type="text/event-stream",
+    )
 
 
 def _json_response(payload: Any, reply: Reply) -> Response:

@@ -149,6 +149,12 @@ then by attribute (name, age, location, job, employer, …), then by first appea
 the new observations go before those that were, then the less important attribute, then the one
 lower on the card.
 
+Answers (``answer``)
+--------------------
+The dialectic's answer is the best retrieved evidence, quoted with its date, or an abstention;
+the rules are in :mod:`libs.common.reasoning.answers`. ``response_format`` needs a model and
+raises :class:`~libs.common.reasoning.port.UnsupportedRequestError`.
+
 Speed, measured on the 2-core dev machine (shared, under load): ``extract`` ≈ 0.2-0.25 ms per
 150-200-character chat message; ``summarize`` ≈ 3 ms for 20 messages plus a previous summary;
 ``update_peer_card`` ≈ 1.3 ms for 15 current facts and 57 observations.
@@ -158,16 +164,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from libs.common.reasoning.answers import extractive_answer, word_chunks
 from libs.common.reasoning.port import (
+    AnswerRequest,
     ExtractionRequest,
     Observation,
     PeerCardRequest,
     SummaryRequest,
     TranscriptLine,
+    UnsupportedRequestError,
 )
 from libs.common.tokens import count_tokens, truncate_to_tokens
 
@@ -910,6 +919,16 @@ class ExtractiveReasoner:
         """``current`` merged with the stable facts among ``new_observations``."""
         return self.update_peer_card_sync(request)
 
+    async def answer(self, request: AnswerRequest) -> str:
+        """The best evidence as a short answer with dates, or an abstention (see
+        :mod:`libs.common.reasoning.answers`). ``response_format`` needs a model: refused."""
+        return self.answer_sync(request)
+
+    async def stream_answer(self, request: AnswerRequest) -> AsyncIterator[str]:
+        """:meth:`answer` in word chunks."""
+        for chunk in word_chunks(self.answer_sync(request)):
+            yield chunk
+
     # -- synchronous implementations (pure functions of the request) --------------------------
 
     def extract_sync(self, request: ExtractionRequest) -> list[Observation]:
@@ -949,6 +968,14 @@ class ExtractiveReasoner:
     def update_peer_card_sync(self, request: PeerCardRequest) -> list[str]:
         """Synchronous :meth:`update_peer_card`."""
         return _update_card(request)
+
+    def answer_sync(self, request: AnswerRequest) -> str:
+        """Synchronous :meth:`answer`."""
+        if request.response_format is not None:
+            raise UnsupportedRequestError(
+                "response_format needs an LLM: the extractive reasoner cannot fill a JSON schema"
+            )
+        return extractive_answer(request)
 
     # -- extraction internals -------------------------------------------------------------------
 

@@ -20,6 +20,12 @@ exponential back-off and jitter, ``llm_max_retries`` times; then
 :class:`~libs.common.reasoning.port.TransientReasonerError`. Other 4xx statuses, replies that
 are not chat completions at all (after the same retries) and output that stays invalid after
 repair raise :class:`~libs.common.reasoning.port.PermanentReasonerError`.
+
+The dialectic (``answer`` / ``stream_answer``) answers from the evidence it is given only
+(:data:`DIALECTIC_PROMPT`), abstains without a model call when there is none, streams the
+model's deltas (``stream=True``; a leading ``<think>`` block is dropped from both forms), and
+with a ``response_format`` runs the same structured-output chain, validating every reply with
+:mod:`libs.common.reasoning.schema_check`.
 """
 
 from __future__ import annotations
@@ -31,19 +37,30 @@ import logging
 import math
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Self, TypeVar
 
+import httpx
 import openai
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONObject, ResponseFormatJSONSchema
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    RootModel,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from libs.common.reasoning.answers import ABSTENTION, word_chunks
 from libs.common.reasoning.port import (
     LEVELS,
+    AnswerRequest,
+    Evidence,
     ExtractionRequest,
     Level,
     Observation,
@@ -53,10 +70,12 @@ from libs.common.reasoning.port import (
     TranscriptLine,
     TransientReasonerError,
 )
+from libs.common.reasoning.schema_check import schema_errors
 from libs.common.settings import LLMSettings
 from libs.common.tokens import truncate_to_tokens
 
 __all__ = [
+    "DIALECTIC_PROMPT",
     "EXTRACTION_PROMPT",
     "JSON_MODE_PROMPT",
     "PEER_CARD_PROMPT",
@@ -156,6 +175,37 @@ Reply again with only the corrected JSON. It must conform to this JSON Schema:
 {schema}"""
 
 CUSTOM_INSTRUCTIONS_HEADER: Final = "Additional instructions:"
+
+DIALECTIC_PROMPT: Final = """\
+You are the memory of the peer "{asker}" and answer a question asked on {asker}'s behalf\
+{about}. The evidence below is everything {asker} may know that bears on it: {scope}. \
+It was retrieved by search, best match first, so some items may be unrelated.
+
+Rules:
+- Answer from the evidence and the peer card only. No outside knowledge, no guesses about \
+people.
+- If nothing in them answers the question, reply exactly "{abstention}" — or, when something \
+comes close, say that you do not know and give what the evidence does show.
+- Never mention, quote or hint at anything that is not in the evidence.
+- Give dates when they matter. "Today", "yesterday" and the like inside an item are relative \
+to that item's own time, not to the current time.
+- When items disagree, prefer the newer one and say that they disagree.
+- Be brief ({length}); plain text; no item numbers or ids.
+
+Current time: {now}."""
+
+DIALECTIC_LENGTHS: Final[Mapping[str, str]] = {
+    "minimal": "one sentence",
+    "low": "one to two sentences",
+    "medium": "up to three sentences",
+    "high": "up to five sentences",
+    "max": "a short paragraph",
+}
+
+STRUCTURED_ANSWER_NOTE: Final = """\
+Give the answer as JSON that conforms to the JSON Schema of this request; put what you would \
+have said into its fields. When the evidence does not answer the question, fill the fields \
+accordingly instead of inventing facts."""
 
 # ---------------------------------------------------------------------------------------------
 # Output schemas (strict-mode compatible) and the pydantic models that validate replies.
@@ -302,6 +352,7 @@ class _Task:
     schema: dict[str, Any]
     system: str
     user: str
+    strict: bool = True
 
 
 @dataclass(frozen=True)
@@ -346,6 +397,7 @@ class LLMReasoner:
         self._extraction_model = settings.llm_extraction_model or settings.llm_model
         self._summary_model = settings.llm_summary_model or settings.llm_model
         self._card_model = settings.llm_dream_model or settings.llm_model
+        self._dialectic_model = settings.llm_dialectic_model or settings.llm_model
         self._temperature = settings.llm_temperature
         self._max_retries = settings.llm_max_retries
         self._timeout_s = settings.llm_timeout_s
@@ -438,6 +490,100 @@ class LLMReasoner:
         )
         result = await self._structured(task, _PeerCardOut)
         return _clean_facts(result.facts, request.max_facts)
+
+    async def answer(self, request: AnswerRequest) -> str:
+        """An answer from the evidence only (see :data:`DIALECTIC_PROMPT`); :data:`ABSTENTION`
+        without a model call when there is no evidence and no ``response_format``. With
+        ``response_format`` the answer is a JSON document that validates against it."""
+        if request.response_format is not None:
+            return await self._structured_answer(request)
+        if not request.evidence and not request.peer_card:
+            return ABSTENTION
+        task = self._answer_task(request)
+        reply = await self._complete(task, "text", _chat(task))
+        return _visible(reply.text) or ABSTENTION
+
+    async def stream_answer(self, request: AnswerRequest) -> AsyncIterator[str]:
+        """:meth:`answer` as the model's deltas (``stream=True``); a leading ``<think>`` block is
+        held back. Structured answers are produced whole, then sent in word chunks."""
+        if request.response_format is not None or (not request.evidence and not request.peer_card):
+            for chunk in word_chunks(await self.answer(request)):
+                yield chunk
+            return
+        task = self._answer_task(request)
+        stream = await self._open_stream(task, _chat(task))
+        sent = False
+        async for chunk in _visible_stream(_deltas(stream, task, self._base_url)):
+            sent = True
+            yield chunk
+        if not sent:
+            yield ABSTENTION
+
+    def _answer_task(self, request: AnswerRequest) -> _Task:
+        return _Task(
+            name="dialectic",
+            model=self._dialectic_model,
+            schema_name="answer",
+            schema=request.response_format or {},
+            system=self._with_instructions(_dialectic_system(request), request.custom_instructions),
+            user=_dialectic_user_prompt(request),
+            strict=False,
+        )
+
+    async def _structured_answer(self, request: AnswerRequest) -> str:
+        schema = request.response_format or {}
+        task = self._answer_task(request)
+        task = _Task(
+            name=task.name,
+            model=task.model,
+            schema_name=task.schema_name,
+            schema=schema,
+            system=f"{task.system}\n\n{STRUCTURED_ANSWER_NOTE}",
+            user=task.user,
+            strict=False,
+        )
+        value = await self._structured(task, _schema_output(schema))
+        return json.dumps(value.root, ensure_ascii=False)
+
+    async def _open_stream(
+        self, task: _Task, messages: list[ChatCompletionMessageParam]
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
+        """Start a streamed completion, retried like :meth:`_complete` until it starts."""
+        attempts = self._max_retries + 1
+        failure = "no attempt made"
+        last_exc: BaseException | None = None
+        for attempt in range(attempts):
+            delay: float | None = None
+            try:
+                return await self._client.chat.completions.create(
+                    model=task.model,
+                    messages=messages,
+                    temperature=self._temperature,
+                    stream=True,
+                )
+            except openai.APIStatusError as exc:
+                detail = _error_detail(exc)
+                if not _is_retryable_status(exc.status_code):
+                    raise PermanentReasonerError(
+                        f"{task.name}: {task.model} at {self._base_url} answered "
+                        f"HTTP {exc.status_code}: {detail}"
+                    ) from exc
+                failure, last_exc = f"HTTP {exc.status_code}: {detail}", exc
+                delay = parse_retry_after(exc.response.headers)
+                if delay is not None and delay > self._max_retry_after_s:
+                    raise TransientReasonerError(
+                        f"{task.name}: {self._base_url} asks to retry after {delay:.1f}s"
+                    ) from exc
+            except openai.APITimeoutError as exc:
+                failure, last_exc = f"timed out after {self._timeout_s:g}s", exc
+            except openai.APIConnectionError as exc:
+                failure, last_exc = f"connection failed: {exc}", exc
+            if attempt + 1 < attempts:
+                await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
+        raise TransientReasonerError(
+            f"{task.name}: {task.model} at {self._base_url} failed after {attempts} "
+            f"attempt(s): {failure}"
+        ) from last_exc
 
     # -- structured output ---------------------------------------------------------------------
 
@@ -633,7 +779,11 @@ class LLMReasoner:
         if mode == "json_schema":
             schema_format: ResponseFormatJSONSchema = {
                 "type": "json_schema",
-                "json_schema": {"name": task.schema_name, "schema": task.schema, "strict": True},
+                "json_schema": {
+                    "name": task.schema_name,
+                    "schema": task.schema,
+                    "strict": task.strict,
+                },
             }
             return await completions.create(
                 model=task.model,
@@ -1020,3 +1170,132 @@ def _clean_facts(facts: Sequence[str], max_facts: int) -> list[str]:
         if len(cleaned) >= max_facts:
             break
     return cleaned
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: the dialectic
+# ---------------------------------------------------------------------------------------------
+
+_LEADING_THINK = re.compile(r"^\s*<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
+
+
+def _dialectic_system(request: AnswerRequest) -> str:
+    if request.target and request.target != request.asker:
+        about = f" about {request.target}"
+        scope = (
+            f"what {request.asker} has concluded about {request.target}, and messages "
+            f"{request.target} wrote that {request.asker} witnessed"
+        )
+    else:
+        about = ""
+        scope = (
+            f"what {request.asker} has concluded about themself, and messages "
+            f"{request.asker} witnessed (written by {request.asker} or by others)"
+        )
+    return DIALECTIC_PROMPT.format(
+        asker=request.asker,
+        about=about,
+        scope=scope,
+        abstention=ABSTENTION,
+        length=DIALECTIC_LENGTHS.get(request.reasoning_level, DIALECTIC_LENGTHS["low"]),
+        now=_timestamp(request.now),
+    )
+
+
+def _evidence_line(item: Evidence) -> str:
+    fields: dict[str, Any] = {"kind": item.kind, "time": _timestamp(item.created_at)}
+    if item.kind == "message":
+        fields["speaker"] = item.speaker
+    else:
+        fields["about"] = item.speaker
+    if item.session_id:
+        fields["session"] = item.session_id
+    fields["text"] = item.content
+    return json.dumps(fields, ensure_ascii=False)
+
+
+def _dialectic_user_prompt(request: AnswerRequest) -> str:
+    subject = request.target or request.asker
+    evidence = "\n".join(_evidence_line(e) for e in request.evidence) or "(none)"
+    return (
+        f"Question from {request.asker}: {request.question}\n\n"
+        f"Peer card ({request.asker}'s stable facts about {subject}):\n"
+        f"{_bullets(request.peer_card)}\n\n"
+        f"Evidence, one JSON object per line:\n{evidence}"
+    )
+
+
+def _chat(task: _Task) -> list[ChatCompletionMessageParam]:
+    return [
+        {"role": "system", "content": task.system},
+        {"role": "user", "content": task.user},
+    ]
+
+
+def _schema_output(schema: dict[str, Any]) -> type[RootModel[Any]]:
+    """A pydantic model accepting exactly the JSON values that validate against ``schema``."""
+
+    class _SchemaAnswer(RootModel[Any]):
+        @model_validator(mode="after")
+        def _conforms(self) -> Self:
+            problems = schema_errors(self.root, schema)
+            if problems:
+                raise ValueError("; ".join(problems))
+            return self
+
+    return _SchemaAnswer
+
+
+def _visible(text: str) -> str:
+    """``text`` without a leading reasoning block and leading white space ("" when only an
+    unterminated reasoning block is left)."""
+    while match := _LEADING_THINK.match(text):
+        text = text[match.end() :]
+    text = text.lstrip()
+    return "" if text[:6].lower() == "<think" else text
+
+
+def _undecided(head: str) -> bool:
+    low = head[:10].lower()
+    return not low or low.startswith("<think") or any(t.startswith(low) for t in _THINK_TAGS)
+
+
+_THINK_TAGS: Final = ("<think>", "<thinking>")
+
+
+async def _visible_stream(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The chunks with the same leading part removed as :func:`_visible` removes."""
+    pending: str | None = ""
+    async for chunk in chunks:
+        if pending is None:
+            yield chunk
+            continue
+        pending += chunk
+        while match := _LEADING_THINK.match(pending):
+            pending = pending[match.end() :]
+        head = pending.lstrip()
+        if _undecided(head):
+            continue
+        pending = None
+        yield head
+    if pending is not None:
+        rest = _visible(pending)
+        if rest:
+            yield rest
+
+
+async def _deltas(
+    stream: openai.AsyncStream[ChatCompletionChunk], task: _Task, base_url: str
+) -> AsyncIterator[str]:
+    try:
+        async for chunk in stream:
+            for choice in chunk.choices[:1]:
+                content = choice.delta.content if choice.delta is not None else None
+                if content:
+                    yield content
+    except (openai.APIError, httpx.HTTPError, ValueError) as exc:
+        raise TransientReasonerError(
+            f"{task.name}: the stream from {task.model} at {base_url} broke off: {exc}"
+        ) from exc
+    finally:
+        await stream.close()  # also when the client went away mid-answer

@@ -7,13 +7,17 @@ extractive one is the default when no LLM is configured, so the whole system wor
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Level = Literal["explicit", "deductive", "inductive", "contradiction"]
 LEVELS: tuple[Level, ...] = ("explicit", "deductive", "inductive", "contradiction")
 SummaryKind = Literal["short", "long"]
+ReasoningLevel = Literal["minimal", "low", "medium", "high", "max"]
+REASONING_LEVELS: tuple[ReasoningLevel, ...] = ("minimal", "low", "medium", "high", "max")
+EvidenceKind = Literal["conclusion", "message"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,41 @@ class PeerCardRequest:
     custom_instructions: str | None = None
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """One retrieved item the dialectic may answer from (already perspective-filtered).
+
+    ``speaker`` is who wrote a message, or whom a conclusion is about; ``session_id`` is
+    None for conclusions that belong to no session.
+    """
+
+    kind: EvidenceKind
+    id: str
+    content: str
+    speaker: str | None
+    created_at: datetime
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    """Answer ``question`` for ``asker`` from ``evidence`` (best first) and ``peer_card`` only.
+
+    ``target`` is the peer the question is about (None: the asker's own memory). With
+    ``response_format`` (a JSON Schema) the answer is a JSON document that validates against it.
+    """
+
+    question: str
+    asker: str
+    target: str | None
+    evidence: list[Evidence]
+    peer_card: list[str]
+    now: datetime
+    reasoning_level: ReasoningLevel = "low"
+    response_format: dict[str, Any] | None = None
+    custom_instructions: str | None = None
+
+
 class ReasonerError(Exception):
     """Base of reasoner failures."""
 
@@ -86,6 +125,10 @@ class TransientReasonerError(ReasonerError):
 
 class PermanentReasonerError(ReasonerError):
     """Retrying the same input will not help (unparseable output after repair, 4xx)."""
+
+
+class UnsupportedRequestError(ReasonerError):
+    """This reasoner cannot do what the request asks (e.g. ``response_format`` without a model)."""
 
 
 class Reasoner(Protocol):
@@ -103,4 +146,12 @@ class Reasoner(Protocol):
 
     async def update_peer_card(self, request: PeerCardRequest) -> list[str]:
         """The new card: at most ``max_facts`` short, stable facts."""
+        ...
+
+    async def answer(self, request: AnswerRequest) -> str:
+        """The dialectic's answer, from ``request.evidence`` and ``request.peer_card`` only."""
+        ...
+
+    def stream_answer(self, request: AnswerRequest) -> AsyncIterator[str]:
+        """The same answer as :meth:`answer`, in chunks whose concatenation equals it."""
         ...

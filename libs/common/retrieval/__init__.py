@@ -1,1 +1,1 @@
-"""Retrieval over what one observer may know (hybrid vector + full-text search, time expressions)."""
+"""Retrieval over what one observer may know (hybrid vector + full-text search, time phrases)."""

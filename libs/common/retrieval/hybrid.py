@@ -44,7 +44,11 @@ T = TypeVar("T")
 
 RRF_K = 60.0
 TIME_BOOST = 1.0 / RRF_K
-RECENCY_BOOST = 0.25 / RRF_K
+#: Recency only breaks near-ties: its largest value stays below the gap between adjacent
+#: ranks near the top (1/((k+r+1)(k+r+2))), so it never outranks relevance.
+RECENCY_BOOST = 0.25 / RRF_K**2
+#: Largest vector pool of a search with a filter-DSL condition (see ``_nearest_messages``).
+MAX_FILTERED_POOL = 500
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class MessageScope:
     #: Only messages sent by this peer.
     author: str | None = None
     session_id: str | None = None
+    #: Only messages of these sessions (None: no restriction; empty: nothing).
+    session_ids: tuple[str, ...] | None = None
     #: Extra SQL condition (the filter DSL), applied when hits are loaded.
     condition: ColumnElement[bool] | None = None
 
@@ -69,6 +75,8 @@ class ConclusionScope:
     observer: str
     observed: str
     session_id: str | None = None
+    #: Only conclusions drawn in these sessions (None: no restriction; empty: nothing).
+    session_ids: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,8 @@ def message_conditions(scope: MessageScope) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [Message.workspace_id == scope.workspace_id]
     if scope.session_id is not None:
         conds.append(Message.session_id == scope.session_id)
+    if scope.session_ids is not None:
+        conds.append(Message.session_id.in_(scope.session_ids))
     if scope.author is not None:
         conds.append(Message.peer_id == scope.author)
     if scope.witness is not None:
@@ -116,6 +126,8 @@ def conclusion_conditions(scope: ConclusionScope) -> list[ColumnElement[bool]]:
     ]
     if scope.session_id is not None:
         conds.append(Conclusion.session_id == scope.session_id)
+    if scope.session_ids is not None:
+        conds.append(Conclusion.session_id.in_(scope.session_ids))
     return conds
 
 
@@ -196,15 +208,16 @@ class HybridRetriever:
         if scope.author is not None:
             must["peer_id"] = scope.author
         contains = {"witnesses": scope.witness} if scope.witness is not None else {}
+        any_of = {"session_id": scope.session_ids} if scope.session_ids is not None else {}
         vector = vector or await self.embed_query(query)
-        vector_hits = await self.vectors.query(
-            MESSAGE_VECTORS,
+        vector_ids = await self._nearest_messages(
             vector,
-            VectorFilter(scope.workspace_id, must=must, contains=contains),
-            limit=pool,
+            VectorFilter(scope.workspace_id, must=must, any_of=any_of, contains=contains),
+            scope,
+            pool=pool,
+            limit=limit,
             min_score=min_similarity,
         )
-        vector_ids = [h.id for h in vector_hits]
         async with unit_of_work(self.session_factory) as db:
             conds = message_conditions(scope)
             matches, rank = _or_query(Message.content, keyword_query or query)
@@ -228,6 +241,36 @@ class HybridRetriever:
             channels={"vector": set(vector_ids), "text": set(text_ids)},
         )
 
+    async def _nearest_messages(
+        self,
+        vector: list[float],
+        flt: VectorFilter,
+        scope: MessageScope,
+        *,
+        pool: int,
+        limit: int,
+        min_score: float | None,
+    ) -> list[str]:
+        """Ids of the nearest message vectors. The filter DSL (``scope.condition``) exists only
+        in SQL, so it may drop most of them: widen the pool until ``limit`` survive, the store
+        has no more, or ``MAX_FILTERED_POOL``."""
+        while True:
+            hits = await self.vectors.query(
+                MESSAGE_VECTORS, vector, flt, limit=pool, min_score=min_score
+            )
+            ids = [h.id for h in hits]
+            if scope.condition is None or len(ids) < pool or pool >= MAX_FILTERED_POOL:
+                return ids
+            async with unit_of_work(self.session_factory) as db:
+                kept = await db.execute(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(*message_conditions(scope), Message.id.in_(ids))
+                )
+            if kept.scalar_one() >= limit:
+                return ids
+            pool = min(pool * 8, MAX_FILTERED_POOL)
+
     async def search_conclusions(
         self,
         query: str,
@@ -247,11 +290,12 @@ class HybridRetriever:
         }
         if scope.session_id is not None:
             must["session_id"] = scope.session_id
+        any_of = {"session_id": scope.session_ids} if scope.session_ids is not None else {}
         vector = vector or await self.embed_query(query)
         vector_hits = await self.vectors.query(
             CONCLUSION_VECTORS,
             vector,
-            VectorFilter(scope.workspace_id, must=must),
+            VectorFilter(scope.workspace_id, must=must, any_of=any_of),
             limit=pool,
             min_score=min_similarity,
         )

@@ -1,0 +1,23 @@
+"""``python -m services.dialectic``: the dialectic service alone (scale-out, multi-process mode)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.dialectic.app import DialecticSettings, create_app
+
+
+def main() -> None:
+    settings = DialecticSettings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()
