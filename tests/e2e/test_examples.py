@@ -1,11 +1,13 @@
 """The programs in ``examples/``, run as written (subprocesses using the ``rapport`` SDK)
-against a real all-in-one server started by the test."""
+against a real server started by the test — the all-in-one process, and the multi-process
+mode (ingest, two derivers, two dialectic processes, context, behind nginx)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from scripts import multiproc
 from tests.conftest import InfraEndpoints
 from tests.live_server import live_server
 
@@ -22,10 +25,40 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-@pytest.fixture(scope="module")
-def base_url(infra: InfraEndpoints) -> Iterator[str]:
-    with live_server(infra) as url:
-        yield url
+def _nginx() -> bool:
+    return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
+
+
+@pytest.fixture(scope="module", params=["allinone", "multiprocess"])
+def base_url(
+    request: pytest.FixtureRequest,
+    infra: InfraEndpoints,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    if request.param == "allinone":
+        with live_server(infra) as url:
+            yield url
+        return
+    if not _nginx():
+        pytest.skip("nginx is not installed (apt-get install -y nginx; .ci/run does it)")
+    env = {
+        "RAPPORT_DATABASE_URL": infra.database_url,
+        "RAPPORT_NATS_URL": infra.nats_url,
+        # Its derivers must only see the events of this module (see tests/conftest.py).
+        "RAPPORT_NATS_STREAM": infra.derive_stream,
+        "RAPPORT_NATS_SUBJECT_PREFIX": infra.derive_prefix,
+        "RAPPORT_LOG_LEVEL": "WARNING",
+        "RAPPORT_LOG_JSON": "false",
+        "RAPPORT_DB_POOL_SIZE": "3",
+        "RAPPORT_OUTBOX_POLL_INTERVAL_S": "0.2",
+    }
+    data_dir = tmp_path_factory.mktemp("multiproc-examples")
+    data_dir.chmod(0o755)
+    cluster = multiproc.start(env, data_dir, multiproc.free_port())
+    try:
+        yield cluster.proxy_url
+    finally:
+        cluster.stop()
 
 
 def run_example(name: str, base_url: str, *args: str) -> str:
