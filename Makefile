@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run up down up-status k8s-build infra-up infra-down infra-status migrate test test-unit test-integration lint fmt typecheck imports check clean
+.PHONY: help install run up down up-status k8s-build infra-up infra-down infra-status migrate test test-unit test-integration lint fmt typecheck imports check clean bench bench-ingest bench-context bench-search bench-locomo
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +27,7 @@ infra-down: $(STAMP) ## Stop the local servers of both profiles (data is kept)
 	$(PY) -m scripts.devinfra down --profile run
 	$(PY) -m scripts.devinfra down --profile test
 	$(PY) -m scripts.devinfra down --profile faults
+	$(PY) -m scripts.devinfra down --profile bench
 
 infra-status: $(STAMP) ## Show the local servers
 	-$(PY) -m scripts.devinfra status --profile run
@@ -77,8 +78,29 @@ test-unit: $(STAMP) ## Unit tests only (no servers)
 test-integration: $(STAMP) ## Integration and e2e tests
 	$(PY) -m pytest -q tests/integration tests/contract tests/e2e $(PYTEST_ARGS)
 
+# Benchmarks (bench/README.md): own Postgres + NATS (devinfra profile "bench", .data/bench), a
+# server process started by each bench, results in .data/bench-results/. Not run in CI.
+BENCH_DURATION ?= 60
+LOCOMO_DATA ?= /work/shared/data/locomo10.json
+LOCOMO_CONVERSATIONS ?= 10
+
+bench: bench-ingest bench-context bench-search bench-locomo ## Every benchmark (~15-25 min)
+
+bench-ingest: $(STAMP) ## Ingest msg/s vs raw psycopg INSERT baseline (BENCH_DURATION=60 s per phase)
+	$(PY) -m bench.bench_ingest --duration $(BENCH_DURATION)
+
+bench-context: $(STAMP) ## get_context + message list latency at 1k/10k/100k messages per session
+	$(PY) -m bench.bench_context
+
+bench-search: $(STAMP) ## Conclusion search + extractive dialectic latency at 10k/100k observations
+	$(PY) -m bench.bench_search
+
+bench-locomo: $(STAMP) ## LoCoMo evidence recall@5/@10 per category vs BM25 (LOCOMO_DATA=path)
+	$(PY) -m bench.bench_locomo --data $(LOCOMO_DATA) --conversations $(LOCOMO_CONVERSATIONS)
+
 clean: ## Stop local servers and delete .venv and .data
 	-$(PY) -m scripts.devinfra down --profile run
 	-$(PY) -m scripts.devinfra down --profile test
 	-$(PY) -m scripts.devinfra down --profile faults
+	-$(PY) -m scripts.devinfra down --profile bench
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -183,6 +183,8 @@ _DEFAULT_PORTS: Final[dict[str, tuple[int, int, int]]] = {
     # Fault-injection tests stop and restart these servers; separate from "test" so other
     # tests (and other test runs) are never disturbed.
     "faults": (54340, 4242, 8242),
+    # Benchmarks (bench/, ``make bench``): their load never touches the run or test data.
+    "bench": (54350, 4252, 8252),
 }
 PROFILES: Final[tuple[str, ...]] = tuple(_DEFAULT_PORTS)
 

@@ -1,0 +1,218 @@
+"""Shared pieces of the benchmarks: the bench infrastructure, the server under test, latency
+statistics and the results file.
+
+The load generators (``bench/bench_*.py``) run in their own process and drive a separate
+all-in-one server process (``python -m allinone``) over loopback HTTP. The Postgres and NATS
+servers are devinfra's ``bench`` profile (``.data/bench``), never the ``run`` or ``test`` data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / ".data" / "bench-results"
+PROFILE = "bench"
+
+
+@dataclass(frozen=True)
+class Infra:
+    database_url: str  # SQLAlchemy URL (postgresql+psycopg://…)
+    nats_url: str
+
+    @property
+    def dsn(self) -> str:
+        """The libpq DSN for psycopg."""
+        return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def infra_up() -> Infra:
+    """Start (or reuse) the bench profile's Postgres and NATS and migrate the database."""
+    from scripts import devinfra
+
+    ep = devinfra.ensure_up(profile=PROFILE)
+    from libs.common.migrate import upgrade_to_head
+
+    upgrade_to_head(ep.database_url)
+    return Infra(database_url=ep.database_url, nats_url=ep.nats_url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[str]:
+    """Run ``python -m allinone`` on a free port until ``/health`` answers; yield its URL."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
+    environ.update(
+        RAPPORT_DATABASE_URL=infra.database_url,
+        RAPPORT_NATS_URL=infra.nats_url,
+        RAPPORT_PORT=str(port),
+        RAPPORT_LOG_LEVEL="WARNING",
+        RAPPORT_LOG_JSON="false",
+        RAPPORT_DERIVER_ENABLED="true" if deriver else "false",
+        RAPPORT_DB_POOL_SIZE="20",
+    )
+    environ.update(env)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "allinone", "--no-migrate"],
+            cwd=ROOT,
+            env=environ,
+            stdout=log,
+            stderr=log,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"server did not start: {log.read().decode()[-3000:]}")
+                time.sleep(0.2)
+            print(f"server pid {proc.pid} on {base} (deriver {'on' if deriver else 'off'})")
+            yield base
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            proc.wait()
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (``p`` in 0..100) of ``values``; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, float]:
+    """p50/p95/p99/mean in milliseconds, plus the sample count."""
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "n": len(ms),
+        "p50": round(pct(ms, 50), 2),
+        "p95": round(pct(ms, 95), 2),
+        "p99": round(pct(ms, 99), 2),
+        "mean": round(sum(ms) / len(ms), 2) if ms else float("nan"),
+    }
+
+
+@dataclass
+class Timer:
+    """Collects request latencies; ``measure`` times one awaited call."""
+
+    samples: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    async def measure(self, call: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+        start = time.perf_counter()
+        response = await call()
+        self.samples.append(time.perf_counter() - start)
+        if response.status_code >= 400:
+            self.errors += 1
+        return response
+
+
+async def timed_loop(
+    call: Callable[[int], Awaitable[httpx.Response]], *, requests: int, max_seconds: float
+) -> Timer:
+    """Run ``call(i)`` sequentially ``requests`` times (or until ``max_seconds``)."""
+    timer = Timer()
+    deadline = time.monotonic() + max_seconds
+    for i in range(requests):
+        if time.monotonic() > deadline:
+            break
+        r = await timer.measure(lambda i=i: call(i))  # type: ignore[misc]
+        if r.status_code >= 400:
+            raise RuntimeError(f"{r.request.method} {r.request.url}: {r.status_code} {r.text}")
+    return timer
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    with contextlib.suppress(OSError, IndexError):
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    """Print ``results`` and store them as ``.data/bench-results/<name>-<utc time>.json``."""
+    now = datetime.now(UTC)
+    doc = {"bench": name, "date": now.isoformat(timespec="seconds"), "machine": machine()}
+    doc.update(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    text = json.dumps(doc, indent=2, default=str)
+    path.write_text(text + "\n")
+    print(text)
+    print(f"results: {path}")
+    return path
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a server dependency
+        pass
+    asyncio.run(main())
+
+
+async def setup_session(http: httpx.AsyncClient, ws: str, session: str, peers: list[str]) -> None:
+    """Create the workspace (if needed) and a session with ``peers`` as members."""
+    r = await http.post("/v3/workspaces", json={"id": ws})
+    if r.status_code not in (200, 201):
+        raise RuntimeError(f"workspace: {r.status_code} {r.text}")
+    r = await http.post(
+        f"/v3/workspaces/{ws}/sessions",
+        json={"id": session, "peers": {p: {} for p in peers}},
+    )
+    if r.status_code not in (200, 201):
+        raise RuntimeError(f"session: {r.status_code} {r.text}")
