@@ -16,6 +16,13 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
+    """Leave the vector store's own tables (created at run time, sized by configuration) out of
+    autogenerate comparisons."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", "")
+    return not (table or "").startswith("vec_")
+
+
 def _url() -> str:
     return os.environ.get("RAPPORT_DATABASE_URL") or config.get_main_option("sqlalchemy.url") or ""
 
@@ -33,7 +40,9 @@ def run_online() -> None:
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         conn.commit()
         try:
-            context.configure(connection=conn, target_metadata=target_metadata)
+            context.configure(
+                connection=conn, target_metadata=target_metadata, include_object=_include
+            )
             with context.begin_transaction():
                 context.run_migrations()
             conn.commit()

@@ -55,6 +55,12 @@ class InfraEndpoints:
     def derive_prefix(self) -> str:
         return f"{self.prefix}d"
 
+    def private_stream(self) -> tuple[str, str]:
+        """A fresh (stream, subject prefix) for a server process of its own: a process killed
+        with messages in flight must not hold back a durable consumer other tests share."""
+        tag = uuid.uuid4().hex[:6]
+        return f"{self.stream}_P{tag}", f"{self.prefix}p{tag}"
+
 
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -86,8 +92,19 @@ def infra() -> Iterator[InfraEndpoints]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
         )
-    asyncio.run(delete_stream(ep.nats_url, f"RAPPORT_TEST_{run}"))
-    asyncio.run(delete_stream(ep.nats_url, f"RAPPORT_TEST_{run}_D"))
+    asyncio.run(delete_streams(ep.nats_url, f"RAPPORT_TEST_{run}"))
+
+
+async def delete_streams(nats_url: str, name_prefix: str) -> None:
+    """Drop every stream of a run (main, deriver and private ones)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            if info.config.name and info.config.name.startswith(name_prefix):
+                await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
 
 
 async def delete_stream(nats_url: str, stream: str) -> None:

@@ -1,7 +1,7 @@
 """A real all-in-one server process (``python -m allinone``) on a free port, for tests that
 drive Rapport over real HTTP with real clients (the examples, the official ``honcho-ai`` SDK).
 
-Its deriver consumes the run's *deriver* stream (``infra.derive_stream``), so it never derives
+Its deriver consumes a stream of its own (``infra.private_stream()``), so it never derives
 the events of tests that assert on pending work.
 """
 
@@ -38,12 +38,13 @@ def live_server(infra: InfraEndpoints, **env: str) -> Iterator[str]:
     ``env`` adds or overrides ``RAPPORT_*`` variables.
     """
     port = free_port()
+    stream, prefix = infra.private_stream()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_LLM_")}
     environ.update(
         RAPPORT_DATABASE_URL=infra.database_url,
         RAPPORT_NATS_URL=infra.nats_url,
-        RAPPORT_NATS_STREAM=infra.derive_stream,
-        RAPPORT_NATS_SUBJECT_PREFIX=infra.derive_prefix,
+        RAPPORT_NATS_STREAM=stream,
+        RAPPORT_NATS_SUBJECT_PREFIX=prefix,
         RAPPORT_PORT=str(port),
         RAPPORT_LOG_LEVEL="WARNING",
         RAPPORT_LOG_JSON="false",

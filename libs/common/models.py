@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Computed,
     DateTime,
     ForeignKeyConstraint,
     Identity,
@@ -26,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -162,11 +163,7 @@ class Message(Base):
         UniqueConstraint("workspace_id", "session_id", "seq", name="uq_messages_session_seq"),
         Index("ix_messages_peer", "workspace_id", "peer_id", "created_at"),
         Index("ix_messages_workspace_created", "workspace_id", "created_at"),
-        Index(
-            "ix_messages_fts",
-            text("to_tsvector('english', content)"),
-            postgresql_using="gin",
-        ),
+        Index("ix_messages_content_tsv", "content_tsv", postgresql_using="gin"),
         Index(
             "ix_messages_session_seq_desc",
             "workspace_id",
@@ -185,6 +182,10 @@ class Message(Base):
     metadata_: Mapped[Json] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     configuration: Mapped[Json] = _json()
     token_count: Mapped[int] = mapped_column(Integer)
+    #: Full-text vector of ``content``, computed by Postgres at insert (never written by us).
+    content_tsv: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('english', content)", persisted=True), deferred=True
+    )
     #: Client-settable (imports keep their original time); defaults to the insert time.
     created_at: Mapped[datetime] = _now()
     inserted_at: Mapped[datetime] = _now()
@@ -198,11 +199,7 @@ class Conclusion(Base):
         ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
         Index("ix_conclusions_view", "workspace_id", "observer_id", "observed_id", "created_at"),
         Index("ix_conclusions_session", "workspace_id", "session_id"),
-        Index(
-            "ix_conclusions_fts",
-            text("to_tsvector('english', content)"),
-            postgresql_using="gin",
-        ),
+        Index("ix_conclusions_content_tsv", "content_tsv", postgresql_using="gin"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -215,6 +212,9 @@ class Conclusion(Base):
     #: Messages the conclusion was derived from (empty for client-created conclusions).
     source_ids: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     token_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    content_tsv: Mapped[Any] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('english', content)", persisted=True), deferred=True
+    )
     created_at: Mapped[datetime] = _now()
 
 

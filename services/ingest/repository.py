@@ -446,7 +446,8 @@ class IngestRepository:
                         content text, metadata jsonb, configuration jsonb, token_count int,
                         created_at timestamptz)
                     ORDER BY r.seq
-                    RETURNING *
+                    RETURNING id, workspace_id, session_id, peer_id, seq, content, metadata,
+                              configuration, token_count, created_at, inserted_at
                     """
                 )
             )

@@ -112,6 +112,7 @@ def _free_port() -> int:
 
 
 def _env(infra: InfraEndpoints, **extra: str) -> dict[str, str]:
+    stream, prefix = infra.private_stream()
     env = dict(os.environ)
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -119,8 +120,8 @@ def _env(infra: InfraEndpoints, **extra: str) -> dict[str, str]:
         PYTHONPATH=str(ROOT),
         RAPPORT_DATABASE_URL=infra.database_url,
         RAPPORT_NATS_URL=infra.nats_url,
-        RAPPORT_NATS_STREAM=infra.stream,
-        RAPPORT_NATS_SUBJECT_PREFIX=infra.prefix,
+        RAPPORT_NATS_STREAM=stream,
+        RAPPORT_NATS_SUBJECT_PREFIX=prefix,
         RAPPORT_LOG_LEVEL="WARNING",
         RAPPORT_DB_POOL_SIZE="2",
         RAPPORT_OUTBOX_RELAY_ENABLED="false",

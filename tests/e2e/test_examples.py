@@ -41,12 +41,12 @@ def base_url(
         return
     if not _nginx():
         pytest.skip("nginx is not installed (apt-get install -y nginx; .ci/run does it)")
+    stream, prefix = infra.private_stream()
     env = {
         "RAPPORT_DATABASE_URL": infra.database_url,
         "RAPPORT_NATS_URL": infra.nats_url,
-        # Its derivers must only see the events of this module (see tests/conftest.py).
-        "RAPPORT_NATS_STREAM": infra.derive_stream,
-        "RAPPORT_NATS_SUBJECT_PREFIX": infra.derive_prefix,
+        "RAPPORT_NATS_STREAM": stream,
+        "RAPPORT_NATS_SUBJECT_PREFIX": prefix,
         "RAPPORT_LOG_LEVEL": "WARNING",
         "RAPPORT_LOG_JSON": "false",
         "RAPPORT_DB_POOL_SIZE": "3",

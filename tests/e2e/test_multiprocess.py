@@ -27,11 +27,12 @@ pytestmark = pytest.mark.skipif(
 def cluster(
     infra: InfraEndpoints, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[multiproc.Cluster]:
+    stream, prefix = infra.private_stream()
     env = {
         "RAPPORT_DATABASE_URL": infra.database_url,
         "RAPPORT_NATS_URL": infra.nats_url,
-        "RAPPORT_NATS_STREAM": infra.stream,
-        "RAPPORT_NATS_SUBJECT_PREFIX": infra.prefix,
+        "RAPPORT_NATS_STREAM": stream,
+        "RAPPORT_NATS_SUBJECT_PREFIX": prefix,
         "RAPPORT_LOG_LEVEL": "WARNING",
         "RAPPORT_LOG_JSON": "false",
         "RAPPORT_DB_POOL_SIZE": "3",

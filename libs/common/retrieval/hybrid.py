@@ -11,6 +11,7 @@ boosts — hits inside a time range resolved from the query ("yesterday", "in Ma
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -131,17 +132,24 @@ def conclusion_conditions(scope: ConclusionScope) -> list[ColumnElement[bool]]:
     return conds
 
 
-def _or_query(text_column: Any, query: str) -> tuple[ColumnElement[bool], Any]:
-    """Full-text match on ANY query lexeme (plainto_tsquery ANDs them, too strict for
-    questions), with its cover-density rank."""
+def _or_query(vector: Any, query: str) -> tuple[ColumnElement[bool], Any]:
+    """Full-text match of a stored tsvector column on ANY query lexeme (plainto_tsquery ANDs
+    them, too strict for questions), with its cover-density rank."""
     tsquery = func.to_tsquery(
         literal_column("'english'"),
         func.replace(
             cast(func.plainto_tsquery(literal_column("'english'"), query), Text), "&", "|"
         ),
     )
-    vector = func.to_tsvector(literal_column("'english'"), text_column)
     return vector.op("@@")(tsquery), func.ts_rank_cd(vector, tsquery)
+
+
+def without_names(query: str, names: Sequence[str]) -> str:
+    """The query minus the peers a scope already fixes: in one view every conclusion is about
+    the observed peer, so its name matches them all and only costs time."""
+    words = [w for w in re.split(r"(\W+)", query) if w.lower() not in {n.lower() for n in names}]
+    stripped = "".join(words).strip()
+    return stripped or query
 
 
 def fuse(
@@ -220,7 +228,7 @@ class HybridRetriever:
         )
         async with unit_of_work(self.session_factory) as db:
             conds = message_conditions(scope)
-            matches, rank = _or_query(Message.content, keyword_query or query)
+            matches, rank = _or_query(Message.content_tsv, keyword_query or query)
             text_rows = await db.execute(
                 select(Message.id).where(*conds, matches).order_by(rank.desc()).limit(pool)
             )
@@ -302,7 +310,10 @@ class HybridRetriever:
         vector_ids = [h.id for h in vector_hits]
         async with unit_of_work(self.session_factory) as db:
             conds = conclusion_conditions(scope)
-            matches, rank = _or_query(Conclusion.content, keyword_query or query)
+            matches, rank = _or_query(
+                Conclusion.content_tsv,
+                without_names(keyword_query or query, [scope.observed, scope.observer]),
+            )
             text_rows = await db.execute(
                 select(Conclusion.id).where(*conds, matches).order_by(rank.desc()).limit(pool)
             )
