@@ -10,6 +10,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
+from libs.common.models import Conclusion, Message
 
 T = TypeVar("T")
 
@@ -121,6 +122,20 @@ class MessageOut(BaseModel):
     created_at: datetime
     token_count: int
 
+    @classmethod
+    def of(cls, m: Message) -> MessageOut:
+        """The wire shape of a stored message (every service returns messages this way)."""
+        return cls(
+            id=m.id,
+            content=m.content,
+            peer_id=m.peer_id,
+            session_id=m.session_id,
+            workspace_id=m.workspace_id,
+            metadata=m.metadata_,
+            created_at=m.created_at,
+            token_count=m.token_count,
+        )
+
 
 class ConclusionOut(BaseModel):
     id: str
@@ -131,3 +146,17 @@ class ConclusionOut(BaseModel):
     level: str = "explicit"
     source_ids: list[str] = Field(default_factory=list)
     created_at: datetime
+
+    @classmethod
+    def of(cls, c: Conclusion) -> ConclusionOut:
+        """The wire shape of a stored conclusion."""
+        return cls(
+            id=c.id,
+            content=c.content,
+            observer_id=c.observer_id,
+            observed_id=c.observed_id,
+            session_id=c.session_id,
+            level=c.level,
+            source_ids=list(c.source_ids),
+            created_at=c.created_at,
+        )

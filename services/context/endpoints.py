@@ -15,7 +15,7 @@ from libs.common.db import unit_of_work
 from libs.common.errors import ForbiddenError, ValidationError
 from libs.common.http import CurrentPrincipal
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
-from libs.common.models import Conclusion, Message, Summary
+from libs.common.models import Summary
 from libs.common.retrieval.hybrid import HybridRetriever, MessageScope
 from libs.common.wire import ConclusionOut, MessageOut, ResourceId
 from services.context import schemas
@@ -50,32 +50,6 @@ WorkspaceId = Annotated[str, _id("workspace")]
 PeerId = Annotated[str, _id("peer")]
 SessionId = Annotated[str, _id("session")]
 OptionalId = Annotated[ResourceId | None, Query()]
-
-
-def message_out(m: Message) -> MessageOut:
-    return MessageOut(
-        id=m.id,
-        content=m.content,
-        peer_id=m.peer_id,
-        session_id=m.session_id,
-        workspace_id=m.workspace_id,
-        metadata=m.metadata_,
-        created_at=m.created_at,
-        token_count=m.token_count,
-    )
-
-
-def conclusion_out(c: Conclusion) -> ConclusionOut:
-    return ConclusionOut(
-        id=c.id,
-        content=c.content,
-        observer_id=c.observer_id,
-        observed_id=c.observed_id,
-        session_id=c.session_id,
-        level=c.level,
-        source_ids=list(c.source_ids),
-        created_at=c.created_at,
-    )
 
 
 def summary_out(s: Summary | None) -> schemas.SummaryOut | None:
@@ -172,7 +146,7 @@ async def session_context(
         )
     return schemas.SessionContextOut(
         id=ctx.session_id,
-        messages=[message_out(m) for m in ctx.messages],
+        messages=[MessageOut.of(m) for m in ctx.messages],
         summary=summary_out(ctx.summary),
         peer_representation=ctx.representation,
         peer_card=ctx.card,
@@ -342,7 +316,7 @@ async def search_workspace(
             body.filters,
             body.limit,
         )
-    return [message_out(m) for m in found]
+    return [MessageOut.of(m) for m in found]
 
 
 @router.post(
@@ -367,7 +341,7 @@ async def search_session(
             body.filters,
             body.limit,
         )
-    return [message_out(m) for m in found]
+    return [MessageOut.of(m) for m in found]
 
 
 @router.post(
@@ -393,7 +367,7 @@ async def search_peer(
             body.filters,
             body.limit,
         )
-    return [message_out(m) for m in found]
+    return [MessageOut.of(m) for m in found]
 
 
 @router.post(
@@ -417,4 +391,4 @@ async def query_conclusions(
         found = await svc.query_conclusions(
             workspace_id, body.query, body.filters, body.top_k, body.distance
         )
-    return [conclusion_out(c) for c in found]
+    return [ConclusionOut.of(c) for c in found]

@@ -26,7 +26,6 @@ from libs.common.errors import (
 from libs.common.http import CurrentPrincipal, PagingParams
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
 from libs.common.models import (
-    Conclusion,
     DeadLetter,
     Message,
     Peer,
@@ -123,32 +122,6 @@ def session_out(session: Session) -> schemas.SessionOut:
         metadata=session.metadata_,
         configuration=session.configuration,
         created_at=session.created_at,
-    )
-
-
-def message_out(m: Message) -> MessageOut:
-    return MessageOut(
-        id=m.id,
-        content=m.content,
-        peer_id=m.peer_id,
-        session_id=m.session_id,
-        workspace_id=m.workspace_id,
-        metadata=m.metadata_,
-        created_at=m.created_at,
-        token_count=m.token_count,
-    )
-
-
-def conclusion_out(c: Conclusion) -> ConclusionOut:
-    return ConclusionOut(
-        id=c.id,
-        content=c.content,
-        observer_id=c.observer_id,
-        observed_id=c.observed_id,
-        session_id=c.session_id,
-        level=c.level,
-        source_ids=list(c.source_ids),
-        created_at=c.created_at,
     )
 
 
@@ -664,7 +637,7 @@ async def create_messages(
     async with _service(request) as svc:
         await _authorize_session(principal, svc, workspace_id, session_id, write=True)
         stored = await svc.create_messages(workspace_id, session_id, body.messages)
-    return [message_out(m) for m in stored]
+    return [MessageOut.of(m) for m in stored]
 
 
 _json_object = TypeAdapter(JsonObject)
@@ -748,7 +721,7 @@ async def upload_file(
             stored.extend(
                 await svc.create_messages(workspace_id, session_id, messages[start : start + limit])
             )
-    return [message_out(m) for m in stored]
+    return [MessageOut.of(m) for m in stored]
 
 
 @router.post(f"{MESSAGES}/list", response_model=Page[MessageOut], tags=["messages"])
@@ -770,7 +743,7 @@ async def list_messages(
             size=paging.size,
             reverse=paging.reverse,
         )
-    return _page(result, message_out)
+    return _page(result, MessageOut.of)
 
 
 @router.get(f"{MESSAGES}/{{message_id}}", response_model=MessageOut, tags=["messages"])
@@ -783,7 +756,7 @@ async def get_message(
 ) -> MessageOut:
     async with _service(request) as svc:
         await _authorize_session(principal, svc, workspace_id, session_id, write=False)
-        return message_out(await svc.get_message(workspace_id, session_id, message_id))
+        return MessageOut.of(await svc.get_message(workspace_id, session_id, message_id))
 
 
 @router.put(f"{MESSAGES}/{{message_id}}", response_model=MessageOut, tags=["messages"])
@@ -797,7 +770,7 @@ async def update_message(
 ) -> MessageOut:
     async with _service(request) as svc:
         await _authorize_session(principal, svc, workspace_id, session_id, write=True)
-        return message_out(
+        return MessageOut.of(
             await svc.update_message(workspace_id, session_id, message_id, body.metadata)
         )
 
@@ -821,7 +794,7 @@ async def create_conclusions(
     principal.require_workspace(workspace_id)
     async with _service(request) as svc:
         created = await svc.create_conclusions(workspace_id, body.conclusions)
-    return [conclusion_out(c) for c in created]
+    return [ConclusionOut.of(c) for c in created]
 
 
 @router.post(f"{CONCLUSIONS}/list", response_model=Page[ConclusionOut], tags=["conclusions"])
@@ -841,7 +814,7 @@ async def list_conclusions(
             size=paging.size,
             reverse=paging.reverse,
         )
-    return _page(result, conclusion_out)
+    return _page(result, ConclusionOut.of)
 
 
 @router.get(f"{CONCLUSIONS}/{{conclusion_id}}", response_model=ConclusionOut, tags=["conclusions"])
@@ -853,7 +826,7 @@ async def get_conclusion(
 ) -> ConclusionOut:
     principal.require_workspace(workspace_id)
     async with _service(request) as svc:
-        return conclusion_out(await svc.get_conclusion(workspace_id, conclusion_id))
+        return ConclusionOut.of(await svc.get_conclusion(workspace_id, conclusion_id))
 
 
 @router.delete(
