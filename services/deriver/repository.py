@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, text, update
+from sqlalchemy import and_, delete, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +15,6 @@ from libs.common.models import (
     Conclusion,
     DeadLetter,
     DerivationStatus,
-    MembershipWindow,
     Message,
     PeerCard,
     Session,
@@ -23,6 +22,7 @@ from libs.common.models import (
     WebhookEndpoint,
     Workspace,
 )
+from libs.common.retrieval.hybrid import witnessed_by
 
 
 @dataclass(frozen=True)
@@ -94,20 +94,13 @@ class DeriverRepository:
         self, workspace_id: str, session_id: str, observer: str, before_seq: int, limit: int
     ) -> list[StoredLine]:
         """The last ``limit`` messages before ``before_seq`` that ``observer`` witnessed."""
-        window = exists().where(
-            MembershipWindow.workspace_id == workspace_id,
-            MembershipWindow.session_id == session_id,
-            MembershipWindow.peer_id == observer,
-            MembershipWindow.joined_seq < Message.seq,
-            or_(MembershipWindow.left_seq.is_(None), Message.seq <= MembershipWindow.left_seq),
-        )
         rows = await self.db.execute(
             select(Message)
             .where(
                 Message.workspace_id == workspace_id,
                 Message.session_id == session_id,
                 Message.seq < before_seq,
-                window,
+                witnessed_by(observer),
             )
             .order_by(Message.seq.desc())
             .limit(limit)

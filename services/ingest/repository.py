@@ -36,6 +36,7 @@ from libs.common.models import (
     Workspace,
 )
 from libs.common.pagination import PageResult, paginate
+from libs.common.retrieval.hybrid import witnessed_by
 
 WORKSPACE_FIELDS = {
     "id": FieldSpec(Workspace.id, "str"),
@@ -591,16 +592,7 @@ class IngestRepository:
             conds.append(Message.peer_id == sender_id)
         if observer_id is not None:
             # Messages the observer witnessed (its own included).
-            conds.append(
-                exists().where(
-                    MembershipWindow.workspace_id == Message.workspace_id,
-                    MembershipWindow.session_id == Message.session_id,
-                    MembershipWindow.peer_id == observer_id,
-                    MembershipWindow.joined_seq < Message.seq,
-                    (MembershipWindow.left_seq.is_(None))
-                    | (Message.seq <= MembershipWindow.left_seq),
-                )
-            )
+            conds.append(witnessed_by(observer_id))
         status = DerivationStatus.status
         stmt = (
             select(
