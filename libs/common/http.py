@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.auth import ADMIN, Principal, bearer_token, decode_jwt
 from libs.common.errors import RapportError, error_body
+from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
 from libs.common.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from libs.common.settings import AuthSettings
 
@@ -222,3 +223,20 @@ class Paging:
 
 
 PagingParams = Annotated[Paging, Depends()]
+
+
+# -- path parameters -----------------------------------------------------------------------
+def _id_path(name: str) -> Any:
+    return Path(
+        min_length=1,
+        max_length=RESOURCE_ID_MAX,
+        pattern=RESOURCE_ID_PATTERN,
+        description=f"The {name} id",
+    )
+
+
+WorkspaceId = Annotated[str, _id_path("workspace")]
+PeerId = Annotated[str, _id_path("peer")]
+SessionId = Annotated[str, _id_path("session")]
+#: Server-generated ids (messages, conclusions, webhooks, dead letters).
+ObjectId = Annotated[str, _id_path("object")]

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.common.auth import Principal
 from libs.common.db import unit_of_work
 from libs.common.errors import ForbiddenError, ValidationError
-from libs.common.http import CurrentPrincipal
-from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
+from libs.common.http import CurrentPrincipal, PeerId, SessionId, WorkspaceId
 from libs.common.models import Summary
 from libs.common.retrieval.hybrid import HybridRetriever, MessageScope
 from libs.common.wire import ConclusionOut, MessageOut, ResourceId
@@ -37,18 +36,6 @@ async def _service(request: Request) -> AsyncIterator[ContextService]:
         yield ContextService(db, state.retriever)
 
 
-def _id(name: str) -> Any:
-    return Path(
-        min_length=1,
-        max_length=RESOURCE_ID_MAX,
-        pattern=RESOURCE_ID_PATTERN,
-        description=f"The {name} id",
-    )
-
-
-WorkspaceId = Annotated[str, _id("workspace")]
-PeerId = Annotated[str, _id("peer")]
-SessionId = Annotated[str, _id("session")]
 OptionalId = Annotated[ResourceId | None, Query()]
 
 

@@ -19,16 +19,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.common.db import unit_of_work
 from libs.common.errors import RapportError, ValidationError
-from libs.common.http import CurrentPrincipal
-from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
+from libs.common.http import CurrentPrincipal, PeerId, WorkspaceId
 from libs.common.reasoning.port import Reasoner
 from libs.common.retrieval.hybrid import HybridRetriever
 from services.dialectic import schemas
@@ -55,19 +54,6 @@ class DialecticState:
     session_factory: async_sessionmaker[AsyncSession]
     retriever: HybridRetriever
     reasoner: Reasoner
-
-
-def _id(name: str) -> Any:
-    return Path(
-        min_length=1,
-        max_length=RESOURCE_ID_MAX,
-        pattern=RESOURCE_ID_PATTERN,
-        description=f"The {name} id",
-    )
-
-
-WorkspaceId = Annotated[str, _id("workspace")]
-PeerId = Annotated[str, _id("peer")]
 
 
 @asynccontextmanager

@@ -23,7 +23,14 @@ from libs.common.errors import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from libs.common.http import CurrentPrincipal, PagingParams
+from libs.common.http import (
+    CurrentPrincipal,
+    ObjectId,
+    PagingParams,
+    PeerId,
+    SessionId,
+    WorkspaceId,
+)
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
 from libs.common.models import (
     DeadLetter,
@@ -62,23 +69,6 @@ async def _service(request: Request) -> AsyncIterator[IngestService]:
             limits=state.limits,
             allow_private_webhooks=state.webhooks.allow_private_webhook_urls,
         )
-
-
-def _id_path(name: str) -> Any:
-    from fastapi import Path
-
-    return Path(
-        min_length=1,
-        max_length=RESOURCE_ID_MAX,
-        pattern=RESOURCE_ID_PATTERN,
-        description=f"The {name} id",
-    )
-
-
-WorkspaceId = Annotated[str, _id_path("workspace")]
-PeerId = Annotated[str, _id_path("peer")]
-SessionId = Annotated[str, _id_path("session")]
-ObjectId = Annotated[str, _id_path("object")]
 
 
 # -- mapping ORM rows to wire shapes -------------------------------------------------------
