@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run up down up-status k8s-build infra-up infra-down infra-status migrate test test-unit test-integration lint fmt typecheck imports check clean bench bench-ingest bench-context bench-search bench-locomo
+.PHONY: help install run up down up-status k8s-build infra-up infra-down infra-status migrate test test-reliability test-unit test-integration lint fmt typecheck imports check clean bench bench-ingest bench-context bench-search bench-locomo
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ check: lint typecheck imports ## All static checks
 test: check ## Static checks, then the whole test suite against real Postgres and NATS
 	cd sdk && ../$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-reliability: $(STAMP) ## Fault injection, overload, security and fuzzing tests (also part of make test)
+	$(PY) -m pytest -q -m reliability $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Unit tests only (no servers)
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
