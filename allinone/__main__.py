@@ -20,12 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = AllInOneSettings()
+    overrides = {"host": args.host, "port": args.port}
+    # The console calls this process's own port: it must know the one actually bound.
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
     if not args.no_migrate:
         upgrade_to_head(settings.database_url)
     uvicorn.run(
         create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_level=logging.getLevelName(logging.WARNING).lower(),
         access_log=False,
         timeout_graceful_shutdown=10,

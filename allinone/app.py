@@ -10,7 +10,9 @@ from fastapi import FastAPI
 
 from libs.common.http import ops_router
 from libs.common.runtime import Resources
+from libs.common.settings import ConsoleSettings
 from libs.common.telemetry import setup_logging, setup_tracing
+from services.console.app import mount_console, open_state
 from services.context.app import build_state as build_context_state
 from services.context.endpoints import router as context_router
 from services.deriver.app import DeriverSettings, DeriverWorker
@@ -20,7 +22,7 @@ from services.ingest.app import IngestComponent, IngestSettings, configure_app
 from services.ingest.endpoints import router as ingest_router
 
 
-class AllInOneSettings(IngestSettings, DeriverSettings):  # type: ignore[misc]  # pydantic diamond
+class AllInOneSettings(IngestSettings, DeriverSettings, ConsoleSettings):  # type: ignore[misc]  # pydantic diamond
     """Every setting of every service."""
 
 
@@ -39,12 +41,16 @@ def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
         app.state.context = build_context_state(settings, resources)
         dialectic = DialecticComponent(settings, resources)
         app.state.dialectic = dialectic.state()
+        if settings.console_enabled:
+            app.state.console = open_state(settings)
         parts.update(resources=resources, ingest=ingest, deriver=deriver)
         await ingest.start()
         await deriver.start()
         try:
             yield
         finally:
+            if settings.console_enabled:
+                await app.state.console.http.aclose()
             await deriver.stop()
             await ingest.stop()
             await dialectic.stop()
@@ -69,4 +75,6 @@ def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
     app.include_router(dialectic_router)
     app.include_router(context_router)
     app.include_router(ops_router(readiness))
+    if settings.console_enabled:
+        mount_console(app)
     return app

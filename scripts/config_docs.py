@@ -25,6 +25,7 @@ FRAGMENTS: tuple[type[BaseSettings], ...] = (
     fragments.LLMSettings,
     fragments.EmbedderSettings,
     fragments.VectorStoreSettings,
+    fragments.ConsoleSettings,
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"

@@ -258,3 +258,21 @@ class VectorStoreSettings(BaseSettings):
     vector_namespace: str = Field(
         default="rapport", description="Prefix of collection / table names."
     )
+
+
+class ConsoleSettings(BaseSettings):
+    """The web console at ``/console`` (a backend-for-frontend over the public v3 API)."""
+
+    model_config = _COMMON
+
+    console_enabled: bool = Field(
+        default=True, description="Serve the web console at /console (all-in-one process)."
+    )
+    console_api_url: str | None = Field(
+        default=None,
+        description="Base URL of the v3 API the console calls with the user's key (unset in the "
+        "all-in-one process: its own port on loopback). Required by `python -m services.console`.",
+    )
+    console_api_timeout_s: float = Field(
+        default=60.0, gt=0, le=600, description="Timeout of one console → API call."
+    )

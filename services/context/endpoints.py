@@ -379,3 +379,32 @@ async def query_conclusions(
             workspace_id, body.query, body.filters, body.top_k, body.distance
         )
     return [ConclusionOut.of(c) for c in found]
+
+
+@router.get(
+    "/workspaces/{workspace_id}/views",
+    response_model=schemas.ViewsOut,
+    tags=["workspaces"],
+    summary="Who knows what about whom: every observer → observed view and its size "
+    "(Rapport addition)",
+)
+async def list_views(
+    request: Request,
+    workspace_id: WorkspaceId,
+    principal: CurrentPrincipal,
+    observer_id: OptionalId = None,
+) -> schemas.ViewsOut:
+    if principal.peer_id is not None:
+        # A peer key sees the views it holds, nobody else's.
+        principal.require_peer(workspace_id, principal.peer_id)
+        observer_id = _own_perspective(principal, observer_id)
+    else:
+        principal.require_workspace(workspace_id)
+    async with _service(request) as svc:
+        found = await svc.views(workspace_id, observer_id)
+    return schemas.ViewsOut(
+        items=[
+            schemas.ViewOut(observer_id=o, observed_id=d, conclusions=n, card_facts=c)
+            for o, d, n, c in found
+        ]
+    )

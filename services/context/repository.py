@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,3 +133,25 @@ class ContextRepository:
                 set_={"facts": stmt.excluded.facts, "updated_at": stmt.excluded.updated_at},
             )
         )
+
+    async def views(
+        self, workspace_id: str, observer: str | None
+    ) -> list[tuple[str, str, int, int]]:
+        """(observer, observed, conclusions, card facts) of every view that holds anything."""
+        counts = select(
+            Conclusion.observer_id, Conclusion.observed_id, func.count().label("n")
+        ).where(Conclusion.workspace_id == workspace_id)
+        cards = select(
+            PeerCard.observer_id, PeerCard.observed_id, func.jsonb_array_length(PeerCard.facts)
+        ).where(PeerCard.workspace_id == workspace_id)
+        if observer is not None:
+            counts = counts.where(Conclusion.observer_id == observer)
+            cards = cards.where(PeerCard.observer_id == observer)
+        found: dict[tuple[str, str], list[int]] = {}
+        for obs, obd, n in (
+            await self.db.execute(counts.group_by(Conclusion.observer_id, Conclusion.observed_id))
+        ).all():
+            found.setdefault((obs, obd), [0, 0])[0] = int(n)
+        for obs, obd, n in (await self.db.execute(cards)).all():
+            found.setdefault((obs, obd), [0, 0])[1] = int(n or 0)
+        return sorted((k[0], k[1], v[0], v[1]) for k, v in found.items())

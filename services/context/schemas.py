@@ -101,3 +101,16 @@ class ConclusionQueryRequest(StrictModel):
     top_k: int = Field(default=10, ge=1, le=100)
     distance: float | None = Field(default=None, ge=0, le=1)
     filters: dict[str, Any]
+
+
+class ViewOut(BaseModel):
+    """One perspective: what ``observer_id`` holds about ``observed_id`` (Rapport addition)."""
+
+    observer_id: str
+    observed_id: str
+    conclusions: int
+    card_facts: int
+
+
+class ViewsOut(BaseModel):
+    items: list[ViewOut]

@@ -229,6 +229,13 @@ class ContextService:
         await self.repo.set_card(workspace_id, observer, observed, facts)
         return facts
 
+    async def views(
+        self, workspace_id: str, observer: str | None
+    ) -> list[tuple[str, str, int, int]]:
+        """Every (observer, observed) view with its number of conclusions and card facts."""
+        await self.require_workspace(workspace_id)
+        return await self.repo.views(workspace_id, observer)
+
     # -- get_context ---------------------------------------------------------------------
     async def session_context(
         self,

@@ -1,0 +1,1 @@
+"""Web console at /console: browse, perspectives, deriver and playground over the v3 API."""
