@@ -190,6 +190,9 @@ class GraphNode:
     x: float
     y: float
     self_view: int
+    #: Where the global-view size is written: outside the circle, away from the edges.
+    lx: float = 0.0
+    ly: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,21 @@ def layout_graph(peers: list[str], views: list[dict[str, Any]], size: int = 560)
         for v in views
         if v["observer_id"] == v["observed_id"]
     }
-    nodes = [GraphNode(n, *pos[n], self_view=self_sizes.get(n, 0)) for n in names]
+    nodes = []
+    for n in names:
+        x, y = pos[n]
+        dx, dy = x - center, y - center
+        dist = math.hypot(dx, dy) or 1.0
+        nodes.append(
+            GraphNode(
+                n,
+                round(x, 1),
+                round(y, 1),
+                self_view=self_sizes.get(n, 0),
+                lx=round(x + dx / dist * 50, 1),
+                ly=round(y + dy / dist * 50 + 4, 1),
+            )
+        )
     edges: list[GraphEdge] = []
     node_r = 34.0
     for v in views:

@@ -114,7 +114,8 @@ function setupLag() {
   }
   function draw() {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    const max = Math.max(1, ...samples.map((s) => s.v));
+    const peak = Math.max(...samples.map((s) => s.v));
+    const max = Math.max(1, peak);
     const t0 = samples[0].t, span = Math.max(1, samples[samples.length - 1].t - t0);
     const pts = samples.map((s) => [
       PAD + (W - 2 * PAD) * (samples.length === 1 ? 1 : (s.t - t0) / span),
@@ -127,15 +128,25 @@ function setupLag() {
     const line = document.createElementNS(NS, "polyline");
     line.setAttribute("points", pts.map((p) => p.join(",")).join(" "));
     svg.appendChild(line);
-    const label = document.createElementNS(NS, "text");
-    label.setAttribute("x", "8"); label.setAttribute("y", "14");
-    label.textContent = "max " + max + " waiting · now " + samples[samples.length - 1].v + " · " + samples.length + " samples over " + Math.round(span / 1000) + " s";
-    svg.appendChild(label);
+    for (const [y, text] of [[PAD, String(max)], [H - PAD, "0"]]) {
+      const axis = document.createElementNS(NS, "line");
+      axis.setAttribute("class", "axis");
+      axis.setAttribute("x1", String(PAD)); axis.setAttribute("x2", String(W - PAD));
+      axis.setAttribute("y1", String(y)); axis.setAttribute("y2", String(y));
+      svg.appendChild(axis);
+      const tick = document.createElementNS(NS, "text");
+      tick.setAttribute("x", "2"); tick.setAttribute("y", String(y + 4));
+      tick.textContent = text;
+      svg.appendChild(tick);
+    }
+    document.getElementById("lag-label").textContent = "now " + samples[samples.length - 1].v +
+      " waiting · peak " + max + " · " + samples.length + " samples over the last " + Math.round(span / 1000) + " s";
     svg.dataset.samples = String(samples.length);
+    svg.dataset.peak = String(peak);
     svg.dataset.latest = String(samples[samples.length - 1].v);
   }
   tick();
-  setInterval(tick, 2000);
+  setInterval(tick, Number(card.dataset.every || 2000));
 }
 
 document.addEventListener("DOMContentLoaded", () => { setupChat(); setupLag(); });
