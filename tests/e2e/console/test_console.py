@@ -305,3 +305,11 @@ def test_lag_chart_follows_the_backlog_as_it_grows_and_drains(page: Any, console
     page.reload()
     row = page.locator("#sessions-queue tr[data-session='busy'] td.num")
     assert [int(t) for t in row.all_inner_texts()] == [0, 0, 100, 100]
+    # The 100 messages page by 20, in order.
+    page.goto(console.url(f"/w/{ws}/sessions/busy"))
+    assert len(texts(page, "#messages .content")) == 20
+    assert "page 1 of 5" in page.inner_text(".pager")
+    page.click(".pager a.next")
+    shown = texts(page, "#messages .content")
+    assert shown[0] == lines[20] and shown[-1] == lines[39]
+    assert "page 2 of 5" in page.inner_text(".pager")
