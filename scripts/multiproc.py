@@ -1,8 +1,8 @@
 """Local multi-process mode: every service its own process behind nginx (``make up``/``down``).
 
-ingest, two derivers, two dialectic processes and context each listen on their own port on
-127.0.0.1; nginx (Debian's package) listens on ``localhost:8000`` and routes with the same table
-as the Kubernetes Gateway: its config is rendered from ``deploy/k8s/base/gateway.yaml``.
+ingest, two derivers, two dialectic processes, context and the web console each listen on their
+own port on 127.0.0.1; nginx (Debian's package) listens on ``localhost:8000`` and routes with the
+same table as the Kubernetes Gateway: its config is rendered from ``deploy/k8s/base/gateway.yaml``.
 
 CLI::
 
@@ -41,8 +41,9 @@ LAYOUT: tuple[tuple[str, int], ...] = (
     ("deriver", 2),
     ("dialectic", 2),
     ("context", 1),
+    ("console", 1),
 )
-HTTP_SERVICES = ("ingest", "dialectic", "context")
+HTTP_SERVICES = ("ingest", "dialectic", "context", "console")
 START_TIMEOUT_S = 90.0
 
 
@@ -75,6 +76,8 @@ def nginx_conf(
             regex = value.replace(".", r"\.")
         elif kind == "RegularExpression":
             regex = value
+        elif kind == "PathPrefix":  # a path and everything below it
+            regex = value.rstrip("/").replace(".", r"\.") + "(/.*)?"
         else:
             raise ValueError(f"unsupported match {kind} {value}")
         entries.append(f'        "~^{method or "[A-Z]+"} {regex}$" {service};')
@@ -208,6 +211,8 @@ def start(env: dict[str, str], data_dir: Path = DATA, proxy_port: int = 8000) ->
                     "RAPPORT_HOST": "127.0.0.1",
                     "RAPPORT_PORT": str(port),
                     "RAPPORT_SERVICE_NAME": f"rapport-{service}",
+                    # The console calls the API through nginx, like a browser would.
+                    "RAPPORT_CONSOLE_API_URL": cluster.proxy_url,
                     "PYTHONPATH": str(ROOT),
                 }
                 log = (data_dir / f"{name}.log").open("ab")
@@ -283,7 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "nginx-conf":
         print(
             nginx_conf(
-                {"ingest": [8101], "dialectic": [8121, 8122], "context": [8131]},
+                {
+                    "ingest": [8101],
+                    "dialectic": [8121, 8122],
+                    "context": [8131],
+                    "console": [8141],
+                },
                 port=args.port,
                 data_dir=DATA,
             )

@@ -5,6 +5,7 @@ the work: every message is derived exactly once (none twice, none missed)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -134,3 +135,44 @@ async def test_two_derivers_share_the_work_exactly_once(
                     and "/v3/" in line
                 )
             assert served >= 1, f"{service} served nothing through the proxy"
+
+
+async def test_the_console_runs_as_its_own_process_behind_the_proxy(
+    cluster: multiproc.Cluster, ws_id: str
+) -> None:
+    """/console goes to the console process, which calls the API back through the proxy (so
+    the views route reaches the context service and the chat stream the dialectic one)."""
+    assert len(cluster.ports("console")) == 1
+    async with httpx.AsyncClient(base_url=cluster.proxy_url, timeout=30) as http:
+        await http.post("/v3/workspaces", json={"id": ws_id})
+        for peer in ("alice", "bob"):
+            await http.post(f"/v3/workspaces/{ws_id}/peers", json={"id": peer})
+        r = await http.post(
+            f"/v3/workspaces/{ws_id}/conclusions",
+            json={
+                "conclusions": [
+                    {"observer_id": "bob", "observed_id": "alice", "content": "alice likes tea"}
+                ]
+            },
+        )
+        assert r.status_code == 201, r.text
+        r = await http.get("/console/")
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert ws_id in r.text
+        r = await http.get(f"/console/w/{ws_id}/graph")
+        assert r.status_code == 200, r.text
+        assert 'data-observer="bob" data-observed="alice" data-conclusions="1"' in r.text
+        r = await http.get("/console/static/console.css")
+        assert r.status_code == 200 and "text/css" in r.headers["content-type"]
+        async with http.stream(
+            "POST", f"/console/w/{ws_id}/peers/bob/chat", json={"query": "What does alice like?"}
+        ) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            body = (await stream.aread()).decode()
+        frames = [json.loads(f.removeprefix("data: ")) for f in body.strip().split("\n\n")]
+        assert len(frames) >= 2 and all(not f["done"] for f in frames[:-1])
+        assert frames[-1]["done"] is True and "evidence" in frames[-1]
+        assert "".join(f["delta"]["content"] for f in frames[:-1]).strip()
+        [console_port] = cluster.ports("console")
+        assert (await http.get(f"http://127.0.0.1:{console_port}/health")).status_code == 200
