@@ -38,7 +38,7 @@ migrate: infra-up ## Apply database migrations to the local database
 run: infra-up ## Run everything locally on http://localhost:8000 (all services, one process)
 	eval "$$($(PY) -m scripts.devinfra env --profile run)" && $(PY) -m allinone
 
-up: infra-up ## Multi-process mode: ingest, 2 derivers, 2 dialectic, context behind nginx on :8000
+up: infra-up ## Multi-process mode: ingest, 2 derivers, 2 dialectic, context, console behind nginx on :8000
 	$(PY) -m scripts.multiproc up
 
 down: ## Stop the multi-process mode (the local servers keep running; see infra-down)

@@ -50,7 +50,7 @@ def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
             yield
         finally:
             if settings.console_enabled:
-                await app.state.console.http.aclose()
+                await app.state.console.clients.aclose()
             await deriver.stop()
             await ingest.stop()
             await dialectic.stop()

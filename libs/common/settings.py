@@ -273,6 +273,16 @@ class ConsoleSettings(BaseSettings):
         description="Base URL of the v3 API the console calls with the user's key (unset in the "
         "all-in-one process: its own port on loopback). Required by `python -m services.console`.",
     )
+    console_context_url: str | None = Field(
+        default=None,
+        description="Base URL of the context service for the console's context routes (views, "
+        "get_context, cards, search), when no gateway routes them (unset: the API URL).",
+    )
+    console_dialectic_url: str | None = Field(
+        default=None,
+        description="Base URL of the dialectic service for the console's chat (unset: the API "
+        "URL).",
+    )
     console_api_timeout_s: float = Field(
         default=60.0, gt=0, le=600, description="Timeout of one console → API call."
     )

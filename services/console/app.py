@@ -3,7 +3,9 @@
 The console is a backend-for-frontend: it renders HTML on the server (Jinja2) and calls the
 public v3 API with the user's key. In the all-in-one process it is included at ``/console`` and
 calls the process's own port on loopback; alone (``python -m services.console``) it calls
-``RAPPORT_CONSOLE_API_URL`` (e.g. the gateway in front of the other services).
+``RAPPORT_CONSOLE_API_URL`` (e.g. the gateway in front of the other services), or — without a
+gateway in between, as on Kubernetes — the ingest service there and the context and dialectic
+services at ``RAPPORT_CONSOLE_CONTEXT_URL`` / ``RAPPORT_CONSOLE_DIALECTIC_URL``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from libs.common.http import install_error_handlers, ops_router
 from libs.common.settings import ConsoleSettings, HttpSettings, TelemetrySettings
 from libs.common.telemetry import setup_logging
 from services.console.endpoints import PREFIX, ConsoleState, router
+from services.console.service import ApiClients
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -40,11 +43,20 @@ def api_url(settings: Any) -> str:
 
 
 def open_state(settings: Any) -> ConsoleState:
-    return ConsoleState(
-        http=httpx.AsyncClient(
-            base_url=api_url(settings),
+    def client(url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=url.rstrip("/"),
             timeout=httpx.Timeout(settings.console_api_timeout_s, connect=5.0),
             headers={"User-Agent": "rapport-console"},
+        )
+
+    api = client(api_url(settings))
+    context, dialectic = settings.console_context_url, settings.console_dialectic_url
+    return ConsoleState(
+        clients=ApiClients(
+            api=api,
+            context=client(context) if context else api,
+            dialectic=client(dialectic) if dialectic else api,
         )
     )
 
@@ -70,7 +82,7 @@ def create_app(settings: ConsoleAppSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.console.http.aclose()
+            await app.state.console.clients.aclose()
 
     async def readiness() -> dict[str, Any]:
         return {"console": "ok"}

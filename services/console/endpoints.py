@@ -23,6 +23,7 @@ from starlette.responses import StreamingResponse
 from libs.common.http import ObjectId, PeerId, SessionId, WorkspaceId
 from services.console.service import (
     PAGE_SIZE,
+    ApiClients,
     ApiError,
     ConsoleService,
     KeyInfo,
@@ -45,9 +46,9 @@ MAX_BUDGET = 1_000_000
 
 @dataclass(frozen=True)
 class ConsoleState:
-    """Placed on ``app.state.console`` by the composition root: the HTTP client of the API."""
+    """Placed on ``app.state.console`` by the composition root: the HTTP clients of the API."""
 
-    http: httpx.AsyncClient
+    clients: ApiClients
 
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -69,7 +70,7 @@ def _info(request: Request) -> KeyInfo:
 
 def _service(request: Request) -> ConsoleService:
     state: ConsoleState = request.app.state.console
-    return ConsoleService(RapportApi(state.http, _key(request)))
+    return ConsoleService(RapportApi(state.clients, _key(request)))
 
 
 def render(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
@@ -131,7 +132,7 @@ async def login(
         return render(request, "login.html", http_status=400, next=next, error=str(exc))
     # Ask the API whether it takes the key, on a route the key's scope may use.
     state: ConsoleState = request.app.state.console
-    api = ConsoleService(RapportApi(state.http, key))
+    api = ConsoleService(RapportApi(state.clients, key))
     try:
         if info.kind == "admin":
             await api.workspaces(1, None)

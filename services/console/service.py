@@ -115,11 +115,28 @@ def _path(*parts: str) -> str:
     return "/".join(quote(p, safe="") for p in parts)
 
 
+@dataclass(frozen=True)
+class ApiClients:
+    """Where each part of the API is reached. Behind a gateway (all-in-one, ``make up``) the
+    three are one client; on Kubernetes the console may call the services directly."""
+
+    api: httpx.AsyncClient
+    context: httpx.AsyncClient
+    dialectic: httpx.AsyncClient
+
+    def of(self, via: str) -> httpx.AsyncClient:
+        return {"context": self.context, "dialectic": self.dialectic}.get(via, self.api)
+
+    async def aclose(self) -> None:
+        for client in {id(c): c for c in (self.api, self.context, self.dialectic)}.values():
+            await client.aclose()
+
+
 class RapportApi:
     """Calls ``/v3`` with the user's key (or none, when the server has auth off)."""
 
-    def __init__(self, http: httpx.AsyncClient, key: str | None) -> None:
-        self.http = http
+    def __init__(self, clients: ApiClients, key: str | None) -> None:
+        self.clients = clients
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
 
     async def call(
@@ -129,9 +146,10 @@ class RapportApi:
         *,
         body: Any = None,
         params: Mapping[str, Any] | None = None,
+        via: str = "api",
     ) -> Any:
         try:
-            response = await self.http.request(
+            response = await self.clients.of(via).request(
                 method,
                 f"/v3{path}",
                 json=body,
@@ -150,7 +168,7 @@ class RapportApi:
     async def stream(self, path: str, body: Any) -> AsyncIterator[httpx.Response]:
         """A streamed POST; raises :class:`ApiError` before any byte when the API refuses."""
         try:
-            async with self.http.stream(
+            async with self.clients.dialectic.stream(
                 "POST", f"/v3{path}", json=body, headers=self.headers
             ) as response:
                 if response.status_code >= 400:
@@ -182,6 +200,7 @@ class PerspectiveColumn:
     total: int = 0
     card: list[str] | None = None
     error: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -356,7 +375,10 @@ class ConsoleService:
 
     async def search_workspace(self, ws: str, query: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = await self.api.call(
-            "POST", f"/workspaces/{_path(ws)}/search", body={"query": query, "limit": 50}
+            "POST",
+            f"/workspaces/{_path(ws)}/search",
+            body={"query": query, "limit": 50},
+            via="context",
         )
         return found
 
@@ -367,7 +389,10 @@ class ConsoleService:
         filters = {"peer_id": peer} if peer else None
         if query:
             items: list[dict[str, Any]] = await self.api.call(
-                "POST", f"{base}/search", body={"query": query, "limit": 50, "filters": filters}
+                "POST",
+                f"{base}/search",
+                body={"query": query, "limit": 50, "filters": filters},
+                via="context",
             )
             return {"items": items, "total": len(items), "page": 1, "size": 50, "pages": 1}
         result: dict[str, Any] = await self.api.call(
@@ -393,7 +418,7 @@ class ConsoleService:
         return found
 
     async def views(self, ws: str) -> list[dict[str, Any]]:
-        result = await self.api.call("GET", f"/workspaces/{_path(ws)}/views")
+        result = await self.api.call("GET", f"/workspaces/{_path(ws)}/views", via="context")
         return list(result["items"])
 
     async def perspectives(
@@ -405,35 +430,78 @@ class ConsoleService:
         columns += [PerspectiveColumn(observer=o, kind="local") for o in observers]
         for column in columns:
             try:
-                page = await self.api.call(
-                    "POST",
-                    f"/workspaces/{_path(ws)}/conclusions/list",
-                    body={"filters": {"observer_id": column.observer, "observed_id": peer}},
-                    params={"size": MAX_OBSERVATIONS},
-                )
-                column.total = int(page["total"])
-                column.observations = [
-                    Observation(
-                        id=c["id"],
-                        level=c["level"],
-                        content=c["content"],
-                        created_at=str(c["created_at"])[:19].replace("T", " "),
-                        session_id=c.get("session_id"),
-                        source_ids=list(c.get("source_ids") or []),
-                    )
-                    for c in page["items"]
-                ]
-                card = await self.api.call(
-                    "GET",
-                    f"/workspaces/{_path(ws)}/peers/{_path(column.observer)}/card",
-                    params={"target": peer},
-                )
-                column.card = card.get("peer_card")
+                await self._fill_from_conclusions(ws, peer, column)
             except ApiError as exc:
                 if exc.status not in (401, 403):
                     raise
-                column.error = exc.detail
+                # A peer key cannot list conclusions, but may read the views it holds.
+                try:
+                    await self._fill_from_representation(ws, peer, column)
+                except ApiError as again:
+                    if again.status not in (401, 403):
+                        raise
+                    column.error = again.detail
         return columns
+
+    async def _fill_from_conclusions(self, ws: str, peer: str, column: PerspectiveColumn) -> None:
+        page = await self.api.call(
+            "POST",
+            f"/workspaces/{_path(ws)}/conclusions/list",
+            body={"filters": {"observer_id": column.observer, "observed_id": peer}},
+            params={"size": MAX_OBSERVATIONS},
+        )
+        column.total = int(page["total"])
+        column.observations = [
+            Observation(
+                id=c["id"],
+                level=c["level"],
+                content=c["content"],
+                created_at=str(c["created_at"])[:19].replace("T", " "),
+                session_id=c.get("session_id"),
+                source_ids=list(c.get("source_ids") or []),
+            )
+            for c in page["items"]
+        ]
+        card = await self.api.call(
+            "GET",
+            f"/workspaces/{_path(ws)}/peers/{_path(column.observer)}/card",
+            params={"target": peer},
+            via="context",
+        )
+        column.card = card.get("peer_card")
+
+    async def _fill_from_representation(
+        self, ws: str, peer: str, column: PerspectiveColumn
+    ) -> None:
+        """The view as its rendered representation (what a peer key may read of its own
+        views): observations without their source links."""
+        ctx = await self.api.call(
+            "GET",
+            f"/workspaces/{_path(ws)}/peers/{_path(column.observer)}/context",
+            params={"target": peer, "max_conclusions": MAX_OBSERVATIONS},
+            via="context",
+        )
+        level = "explicit"
+        titles = {"Explicit": "explicit", "Deductive": "deductive", "Inductive": "inductive"}
+        for line in (ctx.get("representation") or "").splitlines():
+            if line.endswith(":"):
+                level = titles.get(line.split()[0], line.split()[0].lower())
+                continue
+            text = line.removeprefix("- ")
+            date, _, content = text.partition("] ")
+            column.observations.append(
+                Observation(
+                    id="",
+                    level=level,
+                    content=content if date.startswith("[") else text,
+                    created_at=date.removeprefix("[") if date.startswith("[") else "",
+                    session_id=None,
+                    source_ids=[],
+                )
+            )
+        column.total = len(column.observations)
+        column.card = ctx.get("peer_card")
+        column.note = "Read through the representation (this key cannot list conclusions)."
 
     async def queue(self, ws: str) -> dict[str, Any]:
         status: dict[str, Any] = await self.api.call("GET", f"/workspaces/{_path(ws)}/queue/status")
@@ -472,6 +540,7 @@ class ConsoleService:
                 "peer_perspective": peer_perspective if peer_target else None,
                 "search_query": search_query if peer_target else None,
             },
+            via="context",
         )
         return ctx, context_budget(ctx, tokens)
 

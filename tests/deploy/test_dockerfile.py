@@ -22,7 +22,7 @@ from tests.conftest import InfraEndpoints
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "deploy" / "docker-entrypoint.sh"
-SERVICES = ("ingest", "deriver", "context", "dialectic", "allinone")
+SERVICES = ("ingest", "deriver", "context", "dialectic", "console", "allinone")
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -99,7 +99,13 @@ def test_entrypoint_names_every_process_and_each_module_exists() -> None:
     for name in SERVICES:
         assert re.search(rf"(^|[|\s]){name}[|)]", script, re.M), f"entrypoint lacks {name}"
     assert re.search(r"^\s*migrate\)", script, re.M)
-    for module in ("services/ingest", "services/deriver", "services/context", "services/dialectic"):
+    for module in (
+        "services/ingest",
+        "services/deriver",
+        "services/context",
+        "services/dialectic",
+        "services/console",
+    ):
         assert (ROOT / module / "__main__.py").exists()
     assert (ROOT / "allinone" / "__main__.py").exists()
     assert (ROOT / "alembic.ini").exists() and (ROOT / "migrations" / "env.py").exists()
@@ -151,6 +157,8 @@ def test_every_entrypoint_process_starts_and_answers_health(infra: InfraEndpoint
             extra = {"RAPPORT_PORT": str(port), "RAPPORT_SERVICE_NAME": f"rapport-{name}"}
             if name == "allinone":  # already migrated; keep its deriver out of the run's stream
                 extra["RAPPORT_DERIVER_ENABLED"] = "false"
+            if name == "console":  # needs the API's URL to start (not to answer /health)
+                extra["RAPPORT_CONSOLE_API_URL"] = "http://127.0.0.1:9"
             args = ["sh", str(ENTRYPOINT), name]
             if name == "allinone":
                 args.append("--no-migrate")

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 
 from allinone.app import AllInOneSettings
+from services.console.app import ConsoleAppSettings
 from services.context.app import ContextSettings
 from services.context.app import create_app as context_app
 from services.deriver.app import DeriverSettings
@@ -41,6 +42,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "deriver": DeriverSettings,
     "context": ContextSettings,
     "dialectic": DialecticSettings,
+    "console": ConsoleAppSettings,
 }
 APPS = {"ingest": ingest_app, "context": context_app, "dialectic": dialectic_app}
 # Standard libpq variables the pods set besides RAPPORT_* settings (psycopg reads them).

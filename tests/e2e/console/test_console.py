@@ -313,3 +313,18 @@ def test_lag_chart_follows_the_backlog_as_it_grows_and_drains(page: Any, console
     shown = texts(page, "#messages .content")
     assert shown[0] == lines[20] and shown[-1] == lines[39]
     assert "page 2 of 5" in page.inner_text(".pager")
+
+
+def test_a_peer_key_sees_only_the_views_it_holds(page: Any, console: Console) -> None:
+    login(page, console, console.key(workspace_id=console.ws, peer_id="charlie"))
+    assert page.url == console.url(f"/w/{console.ws}/peers/charlie")
+    page.goto(console.url(f"/w/{console.ws}/peers/alice"))
+    columns = page.locator("#perspectives .view")
+    observers = [columns.nth(i).get_attribute("data-observer") for i in range(columns.count())]
+    # alice's own view is refused by the API; bob's view is not even listed for charlie.
+    assert observers == ["alice", "charlie"]
+    assert "cannot read this view" in page.inner_text(".view[data-observer='alice'] .view-error")
+    charlie_view = " ".join(texts(page, ".view[data-observer='charlie'] .obs"))
+    assert "peaceful" in charlie_view and "pancakes" in charlie_view
+    assert "attack" not in page.content()
+    shot(page, "peer-key")
