@@ -268,6 +268,14 @@ def test_scoped_keys_see_only_what_the_api_lets_them(page: Any, console: Console
     assert response is not None and response.status == 403
     assert "attack" not in page.content()
 
+    # Something that does not exist is a 404 page, not a 500.
+    page.context.clear_cookies()
+    login(page, console, console.admin_key)
+    response = page.goto(console.url("/w/no-such-workspace/sessions/nope"))
+    assert response is not None and response.status == 404
+    assert "Not found" in page.inner_text("h1")
+    assert "not found" in page.inner_text("#error-detail").lower()
+
     # A forged key is refused at the login form, with the server's reason.
     page.context.clear_cookies()
     login(page, console, console.key(admin=True) + "x")
