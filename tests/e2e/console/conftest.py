@@ -9,6 +9,7 @@ chat charlie never saw.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -20,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql
 
 from libs.common.auth import create_jwt
+from libs.common.migrate import upgrade_to_head
 from tests.conftest import JWT_SECRET, InfraEndpoints
 from tests.live_server import live_server
 
@@ -62,6 +66,8 @@ class Console:
     other_ws: str
     admin_key: str
     api: httpx.Client
+    #: libpq DSN of the server's database (for fault injection).
+    dsn: str
 
     def key(self, **claims: Any) -> str:
         return create_jwt(JWT_SECRET, **claims)
@@ -91,7 +97,27 @@ def _say(api: httpx.Client, ws: str, session: str, lines: list[tuple[str, str]])
 
 
 @pytest.fixture(scope="module")
-def console(infra: InfraEndpoints) -> Iterator[Console]:
+def own_database(infra: InfraEndpoints) -> Iterator[InfraEndpoints]:
+    """A database of this module's own: no other relay (e.g. one of an in-process app on a
+    paused event loop while these synchronous tests run) can hold its outbox's leader lock."""
+    name = f"rapport_console_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(infra.admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = infra.database_url.rpartition("/")
+    url = f"{base}/{name}"
+    upgrade_to_head(url)
+    try:
+        yield dataclasses.replace(infra, database_url=url)
+    finally:
+        with psycopg.connect(infra.admin_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="module")
+def console(own_database: InfraEndpoints) -> Iterator[Console]:
+    infra = own_database
     with live_server(
         infra,
         RAPPORT_AUTH_ENABLED="true",
@@ -119,7 +145,7 @@ def console(infra: InfraEndpoints) -> Iterator[Console]:
         _say(api, other, "secret", [("zed", "The vault code is 4711")])
         _wait_settled(api, ws, total=len(TABLE) + len(SIDE_CHAT))
         try:
-            yield Console(base=base, ws=ws, other_ws=other, admin_key=admin, api=api)
+            yield Console(base=base, ws=ws, other_ws=other, admin_key=admin, api=api, dsn=infra.dsn)
         finally:
             api.close()
 

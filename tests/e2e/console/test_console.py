@@ -9,7 +9,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import InfraEndpoints
 from tests.e2e.console.conftest import Console, login, shot
 
 pytestmark = pytest.mark.timeout(120)
@@ -176,13 +175,11 @@ def test_context_budget_bar_never_exceeds_the_budget(
         shot(page, "playground-context")
 
 
-def test_dead_letter_is_listed_with_its_error_and_retried(
-    page: Any, console: Console, infra: InfraEndpoints
-) -> None:
+def test_dead_letter_is_listed_with_its_error_and_retried(page: Any, console: Console) -> None:
     ws = console.ws
     # A storage fault for one message: its conclusions cannot be written.
     fault = "storage fault injected by the console test"
-    with psycopg.connect(infra.dsn, autocommit=True) as db:
+    with psycopg.connect(console.dsn, autocommit=True) as db:
         db.execute(
             "CREATE OR REPLACE FUNCTION console_fault() RETURNS trigger LANGUAGE plpgsql AS "
             f"$$ BEGIN RAISE EXCEPTION '{fault}'; END $$"
@@ -221,7 +218,7 @@ def test_dead_letter_is_listed_with_its_error_and_retried(
         )
         shot(page, "deriver")
     finally:
-        with psycopg.connect(infra.dsn, autocommit=True) as db:
+        with psycopg.connect(console.dsn, autocommit=True) as db:
             db.execute("DROP TRIGGER IF EXISTS console_fault ON conclusions")
             db.execute("DROP FUNCTION IF EXISTS console_fault()")
 
