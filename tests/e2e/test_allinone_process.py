@@ -81,6 +81,11 @@ async def test_serves_health_metrics_and_ingest_over_http(
         metrics = (await http.get("/metrics")).text
         assert "rapport_http_request_duration_seconds_bucket" in metrics
         assert (await http.get("/openapi.json")).json()["info"]["title"] == "Rapport"
+        # The web console, with auth off, needs no key: it lists the workspace and its session.
+        page = await http.get("/console/")
+        assert page.status_code == 200 and ws_id in page.text
+        page = await http.get(f"/console/w/{ws_id}/sessions/chat")
+        assert page.status_code == 200 and "I had eggs for breakfast" in page.text
     [event] = await read_stream(infra, f"{infra.prefix}.message.created.{ws_id}.>", expect=1)
     assert event.data["message_id"] == message["id"]
     assert event.data["witnesses"] == [{"peer_id": "bob", "observe_others": True}]
