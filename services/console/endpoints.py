@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -402,12 +403,12 @@ async def playground(
     )
 
 
-async def _relay(response: httpx.Response, stream: Any) -> AsyncIterator[bytes]:
+async def _relay(response: httpx.Response, stack: AsyncExitStack) -> AsyncIterator[bytes]:
     try:
         async for chunk in response.aiter_raw():
             yield chunk
     finally:
-        await stream.__aexit__(None, None, None)
+        await stack.aclose()
 
 
 @router.post("/w/{workspace_id}/peers/{peer_id}/chat")
@@ -423,13 +424,15 @@ async def chat(request: Request, workspace_id: WorkspaceId, peer_id: PeerId) -> 
     payload = {k: v for k, v in body.items() if k in allowed and v not in (None, "")}
     payload.update(stream=True, include_evidence=True)
     svc = _service(request)
-    stream = svc.api.stream(svc.chat_path(workspace_id, peer_id), payload)
+    stack = AsyncExitStack()  # closed by _relay once the stream is relayed
     try:
-        response = await stream.__aenter__()
+        response = await stack.enter_async_context(
+            svc.api.stream(svc.chat_path(workspace_id, peer_id), payload)
+        )
     except ApiError as exc:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
     return StreamingResponse(
-        _relay(response, stream),
+        _relay(response, stack),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

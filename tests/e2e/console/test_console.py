@@ -264,6 +264,11 @@ def test_scoped_keys_see_only_what_the_api_lets_them(page: Any, console: Console
     response = page.goto(console.url(f"/w/{console.ws}/peers/alice"))
     assert response is not None and response.status == 403
     assert "attack" not in page.content()
+    # Asking alice's memory through the console is refused by the API the same way.
+    answer = page.request.post(
+        console.url(f"/w/{console.ws}/peers/alice/chat"), data={"query": "Any attack?"}
+    )
+    assert answer.status == 403 and console.ws in answer.json()["detail"]
 
     # Something that does not exist is a 404 page, not a 500.
     page.context.clear_cookies()
