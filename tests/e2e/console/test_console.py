@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.console.conftest import Console, login, shot
+from tests.e2e.console.conftest import TABLE, Console, login, shot
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,11 +29,9 @@ def test_admin_browses_workspaces_peers_sessions_and_messages(page: Any, console
     assert sorted(texts(page, "#peers tbody td:first-child")) == ["alice", "bob", "charlie"]
     assert sorted(texts(page, "#sessions tbody td:first-child")) == ["breakfast", "side-chat"]
     # Filter sessions by id.
-    page.fill(
-        "#sessions ~ * input[name=q], form:has(input[placeholder='Filter sessions']) input[name=q]",
-        "side",
-    )
-    page.click("form:has(input[placeholder='Filter sessions']) button")
+    session_filter = "form:has(input[placeholder='Filter sessions'])"
+    page.fill(f"{session_filter} input[name=q]", "side")
+    page.click(f"{session_filter} button")
     assert texts(page, "#sessions tbody td:first-child") == ["side-chat"]
     # Search every message of the workspace.
     page.fill("#ws-search input[name=search]", "pancakes maple syrup")
@@ -43,21 +41,11 @@ def test_admin_browses_workspaces_peers_sessions_and_messages(page: Any, console
     shot(page, "workspace")
 
     page.goto(console.url(f"/w/{console.ws}/sessions/breakfast"))
-    contents = texts(page, "#messages .content")
-    assert contents == [
-        c
-        for _, c in [
-            ("alice", "I love pancakes with maple syrup for breakfast"),
-            ("bob", "I always drink black coffee in the morning"),
-            ("charlie", "I play Diplomacy every Friday night"),
-            ("alice", "I am going to be peaceful this turn"),
-        ]
-    ] or contents[:4] == [
-        "I love pancakes with maple syrup for breakfast",
-        "I always drink black coffee in the morning",
-        "I play Diplomacy every Friday night",
-        "I am going to be peaceful this turn",
-    ]
+    # Every message of the table, in order, with its author.
+    assert texts(page, "#messages .content") == [c for _, c in TABLE]
+    assert [
+        li.get_attribute("data-peer") for li in page.locator("#messages li[data-peer]").all()
+    ] == [p for p, _ in TABLE]
     shot(page, "session")
     page.select_option("#msg-filter select[name=peer]", "charlie")
     page.click("#msg-filter button")
@@ -127,15 +115,17 @@ def test_playground_streams_an_answer_with_evidence(page: Any, console: Console)
     assert "pancakes" in evidence
     shot(page, "playground-chat")
 
-    # charlie's view of alice, asked about the attack: nothing from the side chat.
-    page.select_option("#chat select[name=peer]", "charlie")
-    page.select_option("#chat select[name=target]", "alice")
-    page.fill("#chat input[name=query]", "Is alice going to attack Moscow?")
-    page.click("#chat button[type=submit]")
-    page.wait_for_selector("#answer[data-state=done]")
-    assert "attack" not in " ".join(texts(page, "#evidence-list li")).lower().replace(
-        "attack moscow?", ""
-    )
+    # The same question to bob's and to charlie's view of alice: only bob was in the side chat.
+    seen: dict[str, str] = {}
+    for observer in ("bob", "charlie"):
+        page.select_option("#chat select[name=peer]", observer)
+        page.select_option("#chat select[name=target]", "alice")
+        page.fill("#chat input[name=query]", "Is alice going to attack Charlie in Moscow?")
+        page.click("#chat button[type=submit]")
+        page.wait_for_selector("#answer[data-state=done]")
+        seen[observer] = " ".join(texts(page, "#evidence-list li")) + page.inner_text("#answer")
+    assert "secretly going to attack" in seen["bob"]
+    assert "secretly" not in seen["charlie"] and "side-chat" not in seen["charlie"]
 
 
 @pytest.mark.parametrize("budget", [40, 200])
