@@ -80,7 +80,15 @@ async def _wait_derived(client: httpx.AsyncClient, ws: str) -> None:
 async def _counts(dsn: str, ws: str) -> dict[str, int]:
     out = {}
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        for table in ("messages", "conclusions", "peers", "sessions", "webhook_endpoints", "session_peers", "outbox"):
+        for table in (
+            "messages",
+            "conclusions",
+            "peers",
+            "sessions",
+            "webhook_endpoints",
+            "session_peers",
+            "outbox",
+        ):
             column = "payload->>'workspace_id'" if table == "outbox" else "workspace_id"
             row = await (
                 await conn.execute(
