@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-
-import uvicorn
 
 from allinone.app import AllInOneSettings, create_app
 from libs.common.migrate import upgrade_to_head
+from libs.common.serving import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,15 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
     if not args.no_migrate:
         upgrade_to_head(settings.database_url)
-    uvicorn.run(
+    return serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=logging.getLevelName(logging.WARNING).lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        shutdown_grace_s=settings.shutdown_grace_s,
     )
-    return 0
 
 
 if __name__ == "__main__":

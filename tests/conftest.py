@@ -21,7 +21,9 @@ from psycopg import sql
 
 from allinone.app import AllInOneSettings, create_app
 from libs.common.auth import create_jwt
+from libs.common.broker import ensure_stream
 from libs.common.migrate import upgrade_to_head
+from libs.common.settings import NatsSettings
 from scripts import devinfra
 
 JWT_SECRET = "test-secret-" + "x" * 40
@@ -81,18 +83,40 @@ def infra() -> Iterator[InfraEndpoints]:
     base, _, _ = ep.database_url.rpartition("/")
     database_url = f"{base}/{db_name}"
     upgrade_to_head(database_url)
-    yield InfraEndpoints(
+    endpoints = InfraEndpoints(
         database_url=database_url,
         admin_dsn=admin_dsn,
         nats_url=ep.nats_url,
         stream=f"RAPPORT_TEST_{run}",
         prefix=f"rt{run}",
     )
+    # One outbox relay publishes for every app on the database (the advisory-lock holder),
+    # routing by subject; it only creates its own app's stream. Create the run's streams up
+    # front so events reach them whichever app's relay leads (e.g. a deriver app's relay
+    # when a selection such as ``-m reliability`` starts with deriver tests).
+    asyncio.run(create_streams(endpoints))
+    yield endpoints
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name))
         )
     asyncio.run(delete_streams(ep.nats_url, f"RAPPORT_TEST_{run}"))
+
+
+async def create_streams(infra: InfraEndpoints) -> None:
+    """The run's main stream and its deriver stream, as the apps configure them."""
+    nc = await nats.connect(infra.nats_url)
+    try:
+        for stream, prefix in (
+            (infra.stream, infra.prefix),
+            (infra.derive_stream, infra.derive_prefix),
+        ):
+            settings = NatsSettings(
+                nats_url=infra.nats_url, nats_stream=stream, nats_subject_prefix=prefix
+            )
+            await ensure_stream(nc.jetstream(), settings)
+    finally:
+        await nc.close()
 
 
 async def delete_streams(nats_url: str, name_prefix: str) -> None:

@@ -137,3 +137,40 @@ async def settle(
     await raw.nak(delay=delay)
     CONSUMER_OUTCOMES.labels(consumer, "retry").inc()
     return "retry"
+
+
+class InFlight:
+    """Messages handed to a handler and not settled yet.
+
+    A stopping process first lets its handlers finish (the broker's graceful timeout); whatever
+    is still unsettled after that is handed back with :meth:`release` (``nak`` without delay),
+    so it is redelivered at once instead of only after the consumer's ack wait.
+    """
+
+    def __init__(self) -> None:
+        self._raws: dict[int, RawMessage] = {}
+
+    def __len__(self) -> int:
+        return len(self._raws)
+
+    def add(self, raws: list[RawMessage]) -> None:
+        for raw in raws:
+            self._raws[id(raw)] = raw
+
+    def discard(self, raw: RawMessage) -> None:
+        self._raws.pop(id(raw), None)
+
+    async def release(self) -> int:
+        """``nak`` every unsettled message; returns how many were handed back."""
+        raws = list(self._raws.values())
+        self._raws.clear()
+        released = 0
+        for raw in raws:
+            try:
+                await raw.nak()
+                released += 1
+            except Exception as exc:  # noqa: BLE001 - it comes back after the ack wait instead
+                log.warning(
+                    "cannot hand %s back (%r); it returns after the ack wait", raw.subject, exc
+                )
+        return released

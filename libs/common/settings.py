@@ -175,6 +175,13 @@ class HttpSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Bind address.")
     port: int = Field(default=8000, ge=1, le=65535, description="Bind port.")
+    shutdown_grace_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="On SIGTERM, seconds in-flight requests (streamed chats, large batches) get "
+        "to finish after the listener closes.",
+    )
 
 
 class LLMSettings(BaseSettings):

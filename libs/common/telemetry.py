@@ -46,7 +46,9 @@ def setup_logging(settings: TelemetrySettings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     # Access logs carry URLs (ids), never bodies; keep them but at the configured level.
-    for noisy in ("nats", "faststream"):
+    # httpx/httpcore log every outgoing request's full URL at INFO, and webhook URLs may carry
+    # credentials in their query string: they only log at WARNING and above (as nats does).
+    for noisy in ("nats", "faststream", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -18,7 +18,7 @@ from faststream.nats import NatsBroker
 from pydantic import Field
 
 from libs.common.broker import connect_nats, ensure_stream
-from libs.common.consumers import FailurePolicy
+from libs.common.consumers import FailurePolicy, InFlight
 from libs.common.embeddings import Embedder
 from libs.common.http import ops_router
 from libs.common.reasoning import create_reasoner
@@ -67,6 +67,13 @@ class DeriverSettings(
     deriver_ack_wait_s: float = Field(
         default=300.0, gt=0, description="Seconds before an unacknowledged event is redelivered."
     )
+    deriver_shutdown_grace_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="On shutdown, seconds in-flight events get to finish; the rest are handed "
+        "back to JetStream (nak) for immediate redelivery.",
+    )
     deriver_fetch_timeout_s: float = Field(
         default=0.2,
         gt=0,
@@ -99,6 +106,7 @@ class DeriverWorker:
         self.vectors: VectorStore | None = None
         self.service: DeriverService | None = None
         self._task: asyncio.Task[None] | None = None
+        self.inflight = InFlight()
         self.running = False
         self.last_error: str | None = None
 
@@ -146,6 +154,7 @@ class DeriverWorker:
                 broker = NatsBroker(
                     [u.strip() for u in s.nats_url.split(",") if u.strip()],
                     max_reconnect_attempts=-1,
+                    graceful_timeout=s.deriver_shutdown_grace_s,
                     logger=logging.getLogger("faststream.deriver"),
                 )
                 register_consumers(
@@ -159,6 +168,7 @@ class DeriverWorker:
                     ),
                     ack_wait_s=s.deriver_ack_wait_s,
                     fetch_timeout_s=s.deriver_fetch_timeout_s,
+                    inflight=self.inflight,
                 )
                 await broker.start()
                 self.broker = broker
@@ -179,6 +189,13 @@ class DeriverWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.broker is not None:
+            # Stop fetching and let running handlers finish (up to deriver_shutdown_grace_s;
+            # FastStream cancels them after that), then hand back what is still unsettled
+            # while the connection is open, and only then close it.
+            await asyncio.gather(*(sub.stop() for sub in self.broker.subscribers))
+            await asyncio.sleep(0)  # let cancelled handlers unwind
+            if released := await self.inflight.release():
+                log.warning("deriver: handed %d unfinished events back for redelivery", released)
             await self.broker.stop()
             self.broker = None
         self.running = False

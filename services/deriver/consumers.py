@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from libs.common.broker import StreamLayout
 from libs.common.consumers import (
     FailurePolicy,
+    InFlight,
     PoisonMessageError,
     RawMessage,
     delivered_count,
@@ -99,8 +100,14 @@ def register_consumers(
     policy: FailurePolicy,
     ack_wait_s: float,
     fetch_timeout_s: float,
+    inflight: InFlight | None = None,
 ) -> list[str]:
-    """Attach every deriver subscriber to ``broker``; returns their durable names."""
+    """Attach every deriver subscriber to ``broker``; returns their durable names.
+
+    ``inflight`` records the messages handed to handlers until they are settled, so a stopping
+    worker can hand back what it could not finish (:meth:`InFlight.release`).
+    """
+    tracker = inflight if inflight is not None else InFlight()
     stream = JStream(layout.stream, declare=False)
 
     async def derive(items: list[tuple[RawMessage, Event]]) -> Outcomes:
@@ -134,12 +141,17 @@ def register_consumers(
             ),
             ack_policy=AckPolicy.MANUAL,
         )
-        subscribe(_make_handler(spec, handle, service=service, policy=policy))
+        subscribe(_make_handler(spec, handle, service=service, policy=policy, inflight=tracker))
     return durables
 
 
 def _make_handler(
-    spec: ConsumerSpec, handle: BatchHandler, *, service: DeriverService, policy: FailurePolicy
+    spec: ConsumerSpec,
+    handle: BatchHandler,
+    *,
+    service: DeriverService,
+    policy: FailurePolicy,
+    inflight: InFlight,
 ) -> Callable[[Any, NatsMessage], Awaitable[None]]:
     async def sink(raw: RawMessage, error: str, attempts: int) -> None:
         try:
@@ -158,6 +170,8 @@ def _make_handler(
 
     async def on_batch(body: Any, msg: NatsMessage) -> None:
         raws: list[RawMessage] = list(msg.raw_message)  # type: ignore[call-overload]
+        # Unsettled until settle() below; a handler cancelled by a shutdown leaves them here.
+        inflight.add(raws)
         ready: list[tuple[RawMessage, Event]] = []
         for raw in raws:
             try:
@@ -166,6 +180,7 @@ def _make_handler(
                 ready.append((raw, _decode(raw, spec.event)))
             except PoisonMessageError as exc:
                 await settle(raw, exc, consumer=spec.name, policy=policy, dead_letter=sink)
+                inflight.discard(raw)
         if not ready:
             return
         try:
@@ -174,5 +189,6 @@ def _make_handler(
             outcomes = {i: classify(exc) for i in range(len(ready))}
         for i, (raw, _) in enumerate(ready):
             await settle(raw, outcomes.get(i), consumer=spec.name, policy=policy, dead_letter=sink)
+            inflight.discard(raw)
 
     return on_batch

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import uvicorn
-
+from libs.common.serving import serve
 from services.dialectic.app import DialecticSettings, create_app
 
 
-def main() -> None:
+def main() -> int:
     settings = DialecticSettings()
-    uvicorn.run(
+    return serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        shutdown_grace_s=settings.shutdown_grace_s,
     )
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

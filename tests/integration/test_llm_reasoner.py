@@ -330,6 +330,7 @@ async def test_pinned_json_schema_invalid_then_repair_request(
     assert "no valid JSON" in repair.messages[3]["content"]
 
 
+@pytest.mark.reliability
 async def test_garbage_forever_is_permanent(make_reasoner: ReasonerFactory) -> None:
     with scripted_openai(default=lambda _: Reply.text("I'd rather talk about the weather.")) as s:
         reasoner = make_reasoner(s.base_url)
@@ -386,6 +387,7 @@ def test_parse_retry_after_http_date() -> None:
     assert parse_retry_after({"retry-after": earlier}) == 0.0
 
 
+@pytest.mark.reliability
 async def test_429_honours_retry_after(
     server: ScriptedOpenAI, make_reasoner: ReasonerFactory
 ) -> None:
@@ -403,6 +405,7 @@ async def test_429_honours_retry_after(
     assert second.body == first.body
 
 
+@pytest.mark.reliability
 async def test_retry_after_ms_is_honoured(
     server: ScriptedOpenAI, make_reasoner: ReasonerFactory
 ) -> None:
@@ -416,6 +419,7 @@ async def test_retry_after_ms_is_honoured(
     assert 0.23 <= second.received_at - first.received_at < 2.0
 
 
+@pytest.mark.reliability
 async def test_retry_after_beyond_the_limit_raises_transient_at_once(
     server: ScriptedOpenAI, make_reasoner: ReasonerFactory
 ) -> None:
@@ -426,6 +430,7 @@ async def test_retry_after_beyond_the_limit_raises_transient_at_once(
     assert len(server.chat_requests) == 1
 
 
+@pytest.mark.reliability
 async def test_5xx_until_retries_are_exhausted_is_transient(
     server: ScriptedOpenAI, make_reasoner: ReasonerFactory
 ) -> None:
@@ -441,6 +446,7 @@ async def test_5xx_until_retries_are_exhausted_is_transient(
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.reliability
 async def test_5xx_then_success(server: ScriptedOpenAI, make_reasoner: ReasonerFactory) -> None:
     reasoner = make_reasoner(server.base_url, llm_max_retries=2)
     server.enqueue(Reply.status(502), Reply.status(500), Reply.json(VALID_EXTRACTION))
@@ -448,6 +454,7 @@ async def test_5xx_then_success(server: ScriptedOpenAI, make_reasoner: ReasonerF
     assert len(server.chat_requests) == 3
 
 
+@pytest.mark.reliability
 async def test_timeout_is_retried(server: ScriptedOpenAI, make_reasoner: ReasonerFactory) -> None:
     reasoner = make_reasoner(server.base_url, llm_timeout_s=0.3)
     server.enqueue(Reply.slow(3.0, Reply.json(VALID_EXTRACTION)), Reply.json(VALID_EXTRACTION))
@@ -459,6 +466,7 @@ async def test_timeout_is_retried(server: ScriptedOpenAI, make_reasoner: Reasone
     assert 0.3 <= time.monotonic() - started < 2.5
 
 
+@pytest.mark.reliability
 async def test_timeouts_forever_are_transient(make_reasoner: ReasonerFactory) -> None:
     with scripted_openai(default=lambda _: Reply.slow(3.0)) as server:
         reasoner = make_reasoner(server.base_url, llm_timeout_s=0.2, llm_max_retries=1)
@@ -467,6 +475,7 @@ async def test_timeouts_forever_are_transient(make_reasoner: ReasonerFactory) ->
         assert len(server.chat_requests) == 2
 
 
+@pytest.mark.reliability
 async def test_unreachable_endpoint_is_transient(make_reasoner: ReasonerFactory) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -476,6 +485,7 @@ async def test_unreachable_endpoint_is_transient(make_reasoner: ReasonerFactory)
         await reasoner.extract(extraction_request())
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("status", [401, 403, 404, 400])
 async def test_non_retryable_4xx_is_permanent(
     status: int, server: ScriptedOpenAI, make_reasoner: ReasonerFactory
@@ -487,6 +497,7 @@ async def test_non_retryable_4xx_is_permanent(
     assert len(server.chat_requests) == 1
 
 
+@pytest.mark.reliability
 async def test_malformed_http_body_is_retried(
     server: ScriptedOpenAI, make_reasoner: ReasonerFactory
 ) -> None:
@@ -500,6 +511,7 @@ async def test_malformed_http_body_is_retried(
     assert len(server.chat_requests) == 3
 
 
+@pytest.mark.reliability
 async def test_malformed_http_body_forever_is_permanent(make_reasoner: ReasonerFactory) -> None:
     with scripted_openai(default=lambda _: Reply.raw('{"not": "a completion"}')) as server:
         reasoner = make_reasoner(server.base_url, llm_max_retries=2)

@@ -30,6 +30,8 @@ from tests.conftest import (
     read_stream,
 )
 
+pytestmark = pytest.mark.reliability  # part of make test-reliability (issue 8)
+
 PROFILE = "faults"
 #: How long NATS stays down while clients keep writing (the issue asks for "minutes").
 OUTAGE_S = 125

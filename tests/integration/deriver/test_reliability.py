@@ -41,6 +41,8 @@ from tests.conftest import AppFactory, InfraEndpoints, delete_stream, make_setti
 from tests.fakes.openai_server import RecordedRequest, Reply, ScriptedOpenAI, scripted_openai
 from tests.integration.deriver._helpers import conclusions, say, wait_derived
 
+pytestmark = pytest.mark.reliability  # part of make test-reliability (issue 8)
+
 ROOT = Path(__file__).resolve().parents[3]
 VECTOR_TABLES = ("vec_rapport_messages_384", "vec_rapport_conclusions_384")
 LLM_OVERRIDES: dict[str, Any] = {

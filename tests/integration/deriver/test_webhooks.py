@@ -19,6 +19,8 @@ import pytest
 from tests.conftest import AppFactory, InfraEndpoints, delete_stream
 from tests.integration.deriver._helpers import say, wait_derived
 
+pytestmark = pytest.mark.reliability  # part of make test-reliability (issue 8)
+
 SECRET = "webhook-secret-for-tests"
 
 

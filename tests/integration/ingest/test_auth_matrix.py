@@ -29,6 +29,8 @@ from psycopg import sql
 
 from tests.conftest import JWT_SECRET, bearer
 
+pytestmark = pytest.mark.reliability  # part of make test-reliability (issue 8)
+
 Json = Any
 KINDS = ("admin", "workspace", "other_workspace", "peer", "session")
 ADMIN_ONLY = frozenset({"admin"})

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import AppFactory
 
+pytestmark = pytest.mark.reliability  # part of make test-reliability (issue 8)
+
 Json = Any
 DB = psycopg.AsyncConnection[Any]
 

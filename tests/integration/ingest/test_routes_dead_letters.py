@@ -18,6 +18,8 @@ from tests.integration.ingest._routes_helpers import (
     ws_url,
 )
 
+pytestmark = pytest.mark.reliability  # part of make test-reliability (issue 8)
+
 FIELDS = {
     "id", "workspace_id", "session_id", "consumer", "event_type", "event_id", "error",
     "attempts", "created_at", "retried_at", "payload",

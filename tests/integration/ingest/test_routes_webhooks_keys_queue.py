@@ -57,6 +57,7 @@ async def test_create_webhook_in_unknown_workspace_is_404(
     assert r.json() == {"detail": f"Workspace '{ws_id}' not found"}
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
@@ -89,6 +90,7 @@ async def test_create_webhook_rejects_invalid_body(
     assert_422(await client.post(ws_url(ws_id, "/webhooks"), json=body))
 
 
+@pytest.mark.reliability
 async def test_private_webhook_urls_allowed_when_configured(
     app_factory: AppFactory, ws_id: str
 ) -> None:
@@ -153,6 +155,7 @@ async def test_delete_webhook(client: httpx.AsyncClient, ws_id: str) -> None:
     assert r.json() == {"detail": f"Webhook '{gone['id']}' not found"}
 
 
+@pytest.mark.reliability
 async def test_delete_webhook_of_another_workspace_is_404(
     client: httpx.AsyncClient, ws_id: str
 ) -> None:
@@ -204,6 +207,7 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+@pytest.mark.reliability
 async def test_workspace_key_reaches_its_workspace_only(
     auth_client: httpx.AsyncClient, ws_id: str
 ) -> None:
@@ -225,6 +229,7 @@ async def test_workspace_key_reaches_its_workspace_only(
     assert r.json() == {"detail": "This route needs an admin key"}
 
 
+@pytest.mark.reliability
 async def test_peer_key_reaches_its_peer_only(auth_client: httpx.AsyncClient, ws_id: str) -> None:
     admin = bearer(admin=True)
     r = await auth_client.post("/v3/workspaces", json={"id": ws_id}, headers=admin)
@@ -249,6 +254,7 @@ async def test_peer_key_reaches_its_peer_only(auth_client: httpx.AsyncClient, ws
     assert r.status_code == 403
 
 
+@pytest.mark.reliability
 async def test_session_key_reaches_its_session_only(
     auth_client: httpx.AsyncClient, ws_id: str
 ) -> None:
@@ -267,6 +273,7 @@ async def test_session_key_reaches_its_session_only(
     assert r.json() == {"detail": "This key has no access to session 's2'"}
 
 
+@pytest.mark.reliability
 async def test_expired_key_is_refused(auth_client: httpx.AsyncClient, ws_id: str) -> None:
     past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -279,6 +286,7 @@ async def test_expired_key_is_refused(auth_client: httpx.AsyncClient, ws_id: str
     assert r.status_code == 201, r.text
 
 
+@pytest.mark.reliability
 async def test_keys_route_needs_credentials(auth_client: httpx.AsyncClient, ws_id: str) -> None:
     r = await auth_client.post("/v3/keys", params={"workspace_id": ws_id})
     assert r.status_code == 401
