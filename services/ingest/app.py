@@ -8,12 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from libs.common.http import (
-    BodySizeLimitMiddleware,
-    install_error_handlers,
-    install_request_metrics,
-    ops_router,
-)
+from libs.common.http import configure_http, ops_router
 from libs.common.outbox import OutboxRelay
 from libs.common.runtime import Resources
 from libs.common.settings import (
@@ -26,7 +21,7 @@ from libs.common.settings import (
     TelemetrySettings,
     WebhookSettings,
 )
-from libs.common.telemetry import instrument_app, setup_logging, setup_tracing
+from libs.common.telemetry import setup_logging, setup_tracing
 from services.ingest.endpoints import IngestState, router
 
 
@@ -80,19 +75,6 @@ class IngestComponent:
         return checks
 
 
-def configure_app(app: FastAPI, settings: Any) -> None:
-    """Middleware and handlers every Rapport HTTP app shares."""
-    app.state.auth_settings = settings
-    install_error_handlers(app)
-    install_request_metrics(app)
-    instrument_app(app)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_request_bytes,
-        upload_max_bytes=settings.max_upload_bytes,
-    )
-
-
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     settings = settings or IngestSettings()
     setup_logging(settings)
@@ -117,7 +99,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return await resources.readiness() if resources else {"database": "starting"}
 
     app = FastAPI(title="Rapport ingest", version="0.1.0", lifespan=lifespan)
-    configure_app(app, settings)
+    configure_http(app, settings, settings)
     app.include_router(router)
     app.include_router(ops_router(readiness))
     return app
