@@ -77,6 +77,11 @@ async def unit_of_work(
 
 #: SQLSTATE of "sorry, too many clients already" / "too many connections for role".
 TOO_MANY_CONNECTIONS = "53300"
+_NO_SLOT_MESSAGES = (
+    "too many connections",
+    "too many clients",
+    "remaining connection slots are reserved",
+)
 #: SQLSTATE of a statement cancelled by ``statement_timeout``.
 QUERY_CANCELED = "57014"
 
@@ -90,8 +95,11 @@ def database_error(exc: Exception) -> DependencyUnavailableError:
             "Server overloaded: no database connection became free in time; nothing was done, "
             "retry later (Retry-After)"
         )
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    if sqlstate == TOO_MANY_CONNECTIONS:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    # A refused connection carries no SQLSTATE in psycopg (the server's FATAL arrives before
+    # the session exists): recognise the server's wording as well.
+    if sqlstate == TOO_MANY_CONNECTIONS or any(m in str(orig) for m in _NO_SLOT_MESSAGES):
         return OverloadedError(
             "Server overloaded: the database refused a new connection (too many connections); "
             "nothing was done, retry later (Retry-After)"
