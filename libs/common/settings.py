@@ -87,6 +87,12 @@ class OutboxSettings(BaseSettings):
     outbox_retry_max_s: float = Field(
         default=5.0, gt=0, description="Upper bound of the back-off while NATS is unreachable."
     )
+    outbox_max_backlog: int = Field(
+        default=500_000,
+        ge=0,
+        description="New message batches are refused with 503 + Retry-After while more outbox "
+        "rows than this wait to be published (NATS down for long); 0 disables the bound.",
+    )
     outbox_retention_s: float = Field(
         default=3600.0,
         ge=0,

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from libs.common.http import configure_http, ops_router
-from libs.common.outbox import OutboxRelay
+from libs.common.outbox import OutboxBackpressure, OutboxRelay
 from libs.common.runtime import Resources
 from libs.common.settings import (
     AuthSettings,
@@ -45,6 +45,9 @@ class IngestComponent:
         self.settings = settings
         self.resources = resources
         self.relay: OutboxRelay | None = None
+        self.backpressure = OutboxBackpressure(
+            settings.outbox_max_backlog, retry_after_s=settings.overload_retry_after_s
+        )
 
     def state(self) -> IngestState:
         return IngestState(
@@ -53,6 +56,7 @@ class IngestComponent:
             limits=self.settings,
             auth=self.settings,
             webhooks=self.settings,
+            backpressure=self.backpressure,
         )
 
     async def start(self) -> None:

@@ -25,10 +25,18 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from psycopg import sql
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.admission import Shed, SlotPool, classify
+from libs.common.broker import StreamLayout
+from libs.common.db import create_engine, create_session_factory
+from libs.common.errors import OverloadedError
 from libs.common.http import configure_http, ops_router
-from libs.common.settings import AuthSettings, LimitsSettings
+from libs.common.outbox import OutboxBackpressure
+from libs.common.settings import AuthSettings, LimitsSettings, PostgresSettings
+from services.ingest.schemas import MessageCreate
+from services.ingest.service import IngestService
 from tests.conftest import AppFactory, InfraEndpoints
 
 pytestmark = pytest.mark.timeout(60)
@@ -401,3 +409,73 @@ async def test_database_at_its_connection_limit_is_503_with_retry_after(
             assert r.headers["retry-after"] == "1"
         finally:
             await admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+# -- outbox back-pressure -----------------------------------------------------------------------
+@asynccontextmanager
+async def uncommitted_backlog(infra: InfraEndpoints, rows: int) -> AsyncIterator[AsyncSession]:
+    """A transaction holding ``rows`` unpublished outbox rows that no relay can see (never
+    committed), rolled back at the end."""
+    engine = create_engine(PostgresSettings(database_url=infra.database_url))
+    try:
+        async with create_session_factory(engine)() as db, db.begin():
+            await db.execute(
+                text(
+                    "INSERT INTO outbox (event_id, event_type, subject, ordering_key, payload) "
+                    "SELECT 'bp-' || gen_random_uuid(), 'message.created', 'nowhere', 'k', "
+                    "'{}'::jsonb FROM generate_series(1, :n)"
+                ),
+                {"n": rows},
+            )
+            try:
+                yield db
+            finally:
+                await db.rollback()
+    finally:
+        await engine.dispose()
+
+
+async def test_outbox_backpressure_refuses_past_its_bound(infra: InfraEndpoints) -> None:
+    now = [0.0]
+    async with uncommitted_backlog(infra, 5) as db:
+        under = OutboxBackpressure(5, clock=lambda: now[0])
+        await under.check(db)  # 5 waiting, bound 5: accepted
+        assert under.backlog == 5
+
+        over = OutboxBackpressure(4, retry_after_s=3, clock=lambda: now[0])
+        with pytest.raises(OverloadedError) as refused:
+            await over.check(db)
+        assert refused.value.status_code == 503
+        assert refused.value.headers == {"Retry-After": "3"}
+        assert "more than 4 events wait to be published" in refused.value.detail
+
+        # The count is cached for refresh_s: publishing catches up, the next check (1 s later)
+        # sees it.
+        await db.execute(text("UPDATE outbox SET published_at = now() WHERE event_id LIKE 'bp-%'"))
+        with pytest.raises(OverloadedError):
+            await over.check(db)
+        now[0] += 1.0
+        await over.check(db)
+        assert over.backlog == 0
+
+        off = OutboxBackpressure(0)
+        await off.check(db)  # 0 switches it off
+
+
+async def test_message_batch_refused_while_the_outbox_backlog_is_over_its_bound(
+    client: httpx.AsyncClient, infra: InfraEndpoints, ws_id: str
+) -> None:
+    await make_session(client, ws_id, "s")
+    async with uncommitted_backlog(infra, 3) as db:
+        svc = IngestService(
+            db,
+            layout=StreamLayout(stream="unused", prefix="unused"),
+            limits=LimitsSettings(),
+            backpressure=OutboxBackpressure(2),
+        )
+        with pytest.raises(OverloadedError):
+            await svc.create_messages(ws_id, "s", [MessageCreate(content="hi", peer_id="alice")])
+        cur = await db.execute(
+            text("SELECT count(*) FROM messages WHERE workspace_id = :w"), {"w": ws_id}
+        )
+        assert cur.scalar_one() == 0

@@ -179,7 +179,9 @@ async def test_four_times_the_sustainable_rate_is_shed_not_timed_out(
     server: LiveServer, infra: InfraEndpoints
 ) -> None:
     ws = f"overload-{uuid.uuid4().hex[:8]}"
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    # Idle connections are dropped well before the server's keep-alive timeout (uvicorn: 5 s),
+    # so no request races the server closing its connection.
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(
         base_url=server.base_url, timeout=CLIENT_TIMEOUT_S, limits=limits
     ) as c:
