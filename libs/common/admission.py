@@ -212,15 +212,17 @@ class AdmissionControlMiddleware:
             f"Server overloaded: {why}. Nothing was done; retry after {self.retry_after} s "
             "(Retry-After), with fewer concurrent requests or larger message batches"
         )
+        body = orjson.dumps({"detail": detail})
         await send(
             {
                 "type": "http.response.start",
                 "status": 503,
                 "headers": [
                     (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
                     (b"retry-after", self.retry_after.encode()),
                     (b"cache-control", b"no-store"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": orjson.dumps({"detail": detail})})
+        await send({"type": "http.response.body", "body": body})
