@@ -203,7 +203,7 @@ class AdmissionControlMiddleware:
     async def _refuse(self, send: Send, kind: RequestClass, reason: str) -> None:
         pool = self.pools[kind]
         why = (
-            f"all {pool.capacity} {kind} slots are busy and {pool.max_queued} requests are "
+            f"every {kind} slot ({pool.capacity}) is busy and {pool.max_queued} requests are "
             "already waiting"
             if reason == "queue_full"
             else f"no {kind} slot freed up within {pool.timeout_s:g} s"

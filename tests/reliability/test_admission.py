@@ -212,7 +212,8 @@ async def test_full_write_budget_sheds_with_503_and_retry_after_while_reads_and_
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "2"
         detail = refused.json()["detail"]
-        assert "overloaded" in detail and "Retry-After" in detail and "1 write slots" in detail
+        assert "overloaded" in detail and "Retry-After" in detail
+        assert "every write slot (1) is busy" in detail
 
         # Other budgets and the ops routes are untouched by the write burst.
         assert (await c.get("/v3/things")).json() == {"status": "read"}
@@ -385,6 +386,24 @@ async def test_database_pool_exhaustion_is_503_with_retry_after(
         assert waited < 5  # the pool timeout (0.5 s), not a hung request
     assert (await blocked).status_code == 201
     assert await count_messages(db, ws_id) == 1
+
+
+async def test_statement_timeout_is_503_with_retry_after(
+    app_factory: AppFactory,
+    infra: InfraEndpoints,
+    db: psycopg.AsyncConnection[Any],
+    ws_id: str,
+) -> None:
+    c = await app_factory(db_statement_timeout_ms=300)
+    await make_session(c, ws_id, "busy")
+    async with session_row_locked(infra, ws_id, "busy"):
+        started = time.monotonic()
+        r = await c.post(f"/v3/workspaces/{ws_id}/sessions/busy/messages", json=batch("late"))
+        assert time.monotonic() - started < 5
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "1"
+        assert "statement timeout" in r.json()["detail"]
+    assert await count_messages(db, ws_id) == 0
 
 
 async def test_database_at_its_connection_limit_is_503_with_retry_after(
