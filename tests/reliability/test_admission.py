@@ -28,7 +28,7 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.admission import Shed, SlotPool, classify
+from libs.common.admission import AdmissionControlMiddleware, Shed, SlotPool, classify
 from libs.common.broker import StreamLayout
 from libs.common.db import create_engine, create_session_factory
 from libs.common.errors import OverloadedError
@@ -498,3 +498,15 @@ async def test_message_batch_refused_while_the_outbox_backlog_is_over_its_bound(
             text("SELECT count(*) FROM messages WHERE workspace_id = :w"), {"w": ws_id}
         )
         assert cur.scalar_one() == 0
+
+
+def test_every_http_service_applies_admission_control_outermost() -> None:
+    from allinone.app import create_app as allinone_app
+    from services.context.app import create_app as context_app
+    from services.dialectic.app import create_app as dialectic_app
+    from services.ingest.app import create_app as ingest_app
+
+    for factory in (allinone_app, ingest_app, context_app, dialectic_app):
+        app = factory()
+        # Starlette builds the stack from user_middleware in order: index 0 is outermost.
+        assert app.user_middleware[0].cls is AdmissionControlMiddleware, factory.__module__
