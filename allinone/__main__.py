@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port or settings.port,
         log_level=logging.getLevelName(logging.WARNING).lower(),
         access_log=False,
+        timeout_keep_alive=settings.http_keep_alive_s,
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -227,6 +227,14 @@ class HttpSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Bind address.")
     port: int = Field(default=8000, ge=1, le=65535, description="Bind port.")
+    http_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        le=3600,
+        description="Seconds an idle keep-alive connection stays open. Longer than clients' own "
+        "idle expiry (httpx: 5 s) and load balancers' idle timeouts (often 60 s), so the client "
+        "side closes first and no request races the server closing its connection.",
+    )
 
 
 class LLMSettings(BaseSettings):

@@ -15,6 +15,7 @@ def main() -> None:
         port=settings.port,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=settings.http_keep_alive_s,
         timeout_graceful_shutdown=10,
     )
 

@@ -487,3 +487,29 @@ def test_honcho_sdk_retries_a_shed_write_after_retry_after(
     assert took >= 0.9
     contents = [m.content for m in target.messages()]
     assert contents == ["first", "sent while the server was full"]
+
+
+async def test_an_idle_keep_alive_connection_outlives_the_clients_expiry(
+    tight_server: LiveServer,
+) -> None:
+    """httpx (both SDKs) drops an idle connection after 5 s; were the server to close it at the
+    same moment (uvicorn's default), a request sent just then would fail with a read error that
+    a non-idempotent POST must not retry. The server keeps idle connections longer."""
+    host, _, port = tight_server.base_url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        for _ in range(2):
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            await asyncio.sleep(6.0)  # idle past httpx's expiry and uvicorn's default (5 s)
+        assert not reader.at_eof()
+    finally:
+        writer.close()
