@@ -118,16 +118,19 @@ class SlotPool:
         queued_gauge.inc()
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self.timeout_s)
-        except (TimeoutError, asyncio.CancelledError) as exc:
+        except TimeoutError:
             if waiter.done() and not waiter.cancelled():
-                # The slot was handed over just as the wait ended: give it back.
-                self.release()
+                return  # the slot was handed over just as the wait ran out: keep it
+            waiter.cancel()
+            self._drop_done_waiters()
+            raise Shed("queue_timeout") from None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed over, but the request is gone: pass the slot on
             else:
                 waiter.cancel()
             self._drop_done_waiters()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise Shed("queue_timeout") from None
+            raise
         finally:
             queued_gauge.dec()
         # release() handed its slot over: in_use already counts this holder.
