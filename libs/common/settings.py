@@ -145,7 +145,7 @@ class LimitsSettings(BaseSettings):
         "with Retry-After past that (/health and /metrics are never refused).",
     )
     max_inflight_writes: int = Field(
-        default=8,
+        default=16,
         ge=1,
         le=10_000,
         description="Requests that change state (message batches, uploads, updates, deletes) "

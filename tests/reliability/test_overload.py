@@ -27,6 +27,7 @@ import httpx
 import psycopg
 import pytest
 
+from libs.common.settings import LimitsSettings
 from tests.conftest import InfraEndpoints
 from tests.live_server import LiveServer, live_server_process
 
@@ -38,7 +39,7 @@ OVERLOAD = 4.0
 MESSAGES_PER_REQUEST = 1
 SESSIONS = 16
 #: Closed-loop clients of the measurement (the shipped RAPPORT_MAX_INFLIGHT_WRITES).
-MEASURE_CLIENTS = 8
+MEASURE_CLIENTS = LimitsSettings().max_inflight_writes
 #: Connections the generator may open (the open loop never waits for one below this).
 MAX_CONNECTIONS = 1000
 KEEPALIVE_EXPIRY_S = 2.0
@@ -57,6 +58,13 @@ def rss_mb(pid: int, field_name: str = "VmRSS") -> float:
         if line.startswith(field_name + ":"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no {field_name} for process {pid}")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
 def shed_total(metrics_text: str) -> float:
@@ -314,7 +322,9 @@ async def test_four_times_the_sustainable_rate_is_shed_not_timed_out(
                 if admitted_latency
                 else None,
                 "accepted_max_s": round(admitted_latency[-1], 3) if admitted_latency else None,
-                "shed_max_latency_s": round(max((o.latency_s for o in shed), default=0.0), 3),
+                "shed_p50_s": percentile([o.latency_s for o in shed], 0.5),
+                "shed_p95_s": percentile([o.latency_s for o in shed], 0.95),
+                "shed_max_s": percentile([o.latency_s for o in shed], 1.0),
                 "rss_baseline_mb": round(baseline_rss, 1),
                 "rss_peak_mb": round(peak_rss, 1),
                 "rss_hwm_mb": round(rss_mb(server.pid, "VmHWM"), 1),
@@ -349,9 +359,14 @@ async def test_four_times_the_sustainable_rate_is_shed_not_timed_out(
     for o in shed:
         assert o.retry_after is not None and int(o.retry_after) >= 1, o
         assert o.detail and "retry" in o.detail.lower(), o
-    # The shed counter counts exactly the requests admission control refused.
+    # Admission control did the shedding (not the database pool's 10 s timeout), and counted
+    # exactly what it refused.
     refused_by_admission = sum(1 for o in shed if o.detail and "slot" in o.detail)
+    assert refused_by_admission > 0.9 * len(shed), figures
     assert shed_after - shed_before == refused_by_admission, figures
+    # Refused promptly: mostly at once (queue full), at worst after the 2 s queue wait (plus
+    # the event loop's lag on a busy machine), well before the pool timeout would have.
+    assert percentile([o.latency_s for o in shed], 0.95) < 6.0, figures
     # Goodput holds under overload: the server still accepts a fair share of its capacity.
     assert len(accepted) / burst_s >= 0.3 * sustainable, figures
     # No accepted request waited anywhere near the client timeout.
