@@ -365,8 +365,9 @@ async def test_four_times_the_sustainable_rate_is_shed_not_timed_out(
     assert refused_by_admission > 0.9 * len(shed), figures
     assert shed_after - shed_before == refused_by_admission, figures
     # Refused promptly: mostly at once (queue full), at worst after the 2 s queue wait (plus
-    # the event loop's lag on a busy machine), well before the pool timeout would have.
-    assert percentile([o.latency_s for o in shed], 0.95) < 6.0, figures
+    # the event loop's lag on a busy machine), before the 10 s pool timeout would have.
+    assert (percentile([o.latency_s for o in shed], 0.5) or 0) < 1.0, figures
+    assert (percentile([o.latency_s for o in shed], 0.95) or 0) < 8.0, figures
     # Goodput holds under overload: the server still accepts a fair share of its capacity.
     assert len(accepted) / burst_s >= 0.3 * sustainable, figures
     # No accepted request waited anywhere near the client timeout.
