@@ -31,7 +31,7 @@ from libs.common.settings import LimitsSettings
 from tests.conftest import InfraEndpoints
 from tests.live_server import LiveServer, live_server_process
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(540)
 
 MEASURE_S = 6.0
 BURST_S = 20.0
@@ -45,7 +45,7 @@ MAX_CONNECTIONS = 1000
 KEEPALIVE_EXPIRY_S = 2.0
 #: Far above the longest queue wait (RAPPORT_ADMISSION_QUEUE_TIMEOUT_S, 2 s) plus a batch.
 CLIENT_TIMEOUT_S = 30.0
-DRAIN_TIMEOUT_S = 180.0
+DRAIN_TIMEOUT_S = 240.0
 #: Resident memory the burst may add on top of the warmed-up server. A refused request costs
 #: nothing kept (answered before its body is read); at most 8 write + 16 read requests run and
 #: 64 + 64 wait with unread bodies (~1 KB here, 8 MiB at the very most per running request), so
@@ -103,13 +103,15 @@ async def setup_workspace(c: httpx.AsyncClient, ws: str) -> list[str]:
 
 
 def payload(tag: str) -> dict[str, Any]:
+    """Small talk: the deriver consumes, extracts (nothing) and settles every event, so the
+    drain measures the consumers' lag, not the extractive reasoner's and the embedder's
+    throughput (~6 facts/s on a shared 2-core machine, which would make the drain time grow
+    with the machine's speed: a faster machine accepts more during the same burst). ``tag``
+    only names the request; stored messages are checked by the ids the API returned."""
+    del tag
     return {
         "messages": [
-            {
-                "peer_id": f"user{i}",
-                "content": f"[{tag}.{i}] I moved to Lisbon last spring and I now work as a "
-                "nurse at the children's hospital; on weekends I go surfing with my sister.",
-            }
+            {"peer_id": f"user{i}", "content": "ok, sounds good"}
             for i in range(MESSAGES_PER_REQUEST)
         ]
     }
