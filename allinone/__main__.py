@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         shutdown_grace_s=settings.shutdown_grace_s,
+        keep_alive_s=settings.http_keep_alive_s,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from libs.common.http import ops_router
+from libs.common.http import configure_http, ops_router
 from libs.common.runtime import Resources
 from libs.common.settings import ConsoleSettings
 from libs.common.telemetry import setup_logging, setup_tracing
@@ -18,7 +18,7 @@ from services.context.endpoints import router as context_router
 from services.deriver.app import DeriverSettings, DeriverWorker
 from services.dialectic.app import DialecticComponent
 from services.dialectic.endpoints import router as dialectic_router
-from services.ingest.app import IngestComponent, IngestSettings, configure_app
+from services.ingest.app import IngestComponent, IngestSettings
 from services.ingest.endpoints import router as ingest_router
 
 
@@ -70,7 +70,7 @@ def create_app(settings: AllInOneSettings | None = None) -> FastAPI:
         description="Memory for LLM agents; wire-compatible with the Honcho v3 REST API.",
         lifespan=lifespan,
     )
-    configure_app(app, settings)
+    configure_http(app, settings, settings)
     app.include_router(ingest_router)
     app.include_router(dialectic_router)
     app.include_router(context_router)

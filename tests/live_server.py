@@ -15,7 +15,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -31,12 +33,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    base_url: str
+    pid: int
+    log: IO[bytes]
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's stderr and stdout (for assertion messages)."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-chars:]
+
+
 @contextmanager
 def live_server(infra: InfraEndpoints, **env: str) -> Iterator[str]:
     """Start the server, wait until ``/health`` answers 200, yield its base URL; kill it after.
 
     ``env`` adds or overrides ``RAPPORT_*`` variables.
     """
+    with live_server_process(infra, **env) as server:
+        yield server.base_url
+
+
+@contextmanager
+def live_server_process(infra: InfraEndpoints, **env: str) -> Iterator[LiveServer]:
+    """:func:`live_server`, also telling the server's process id (to watch its memory)."""
     port = free_port()
     stream, prefix = infra.private_stream()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_LLM_")}
@@ -68,7 +89,7 @@ def live_server(infra: InfraEndpoints, **env: str) -> Iterator[str]:
                     log.seek(0)
                     pytest.fail(f"server did not become healthy: {log.read().decode()[-3000:]}")
                 time.sleep(0.2)
-            yield base
+            yield LiveServer(base_url=base, pid=proc.pid, log=log)
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from libs.common.errors import DependencyUnavailableError
+from libs.common.errors import DependencyUnavailableError, OverloadedError
 from libs.common.settings import PostgresSettings
 
 
@@ -56,17 +57,56 @@ async def unit_of_work(
 ) -> AsyncIterator[AsyncSession]:
     """One transaction: commit when the block succeeds, roll back when it raises.
 
-    Connection-level failures surface as :class:`DependencyUnavailableError` (503) so a client
-    learns to retry instead of seeing a 500.
+    Connection-level failures, pool exhaustion (no free connection within
+    ``RAPPORT_DB_POOL_TIMEOUT_S``) and a refused connection surface as
+    :class:`DependencyUnavailableError` (503 with ``Retry-After``) so a client learns to retry
+    instead of seeing a 500 (see :func:`database_error`).
     """
     try:
         async with factory() as session, session.begin():
             yield session
-    except (OperationalError, InterfaceError) as exc:
-        raise DependencyUnavailableError("The database is unavailable, retry later") from exc
+    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+        raise database_error(exc) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise DependencyUnavailableError(
                 "The database connection was lost, retry later"
             ) from exc
         raise
+
+
+#: SQLSTATE of "sorry, too many clients already" / "too many connections for role".
+TOO_MANY_CONNECTIONS = "53300"
+_NO_SLOT_MESSAGES = (
+    "too many connections",
+    "too many clients",
+    "remaining connection slots are reserved",
+)
+#: SQLSTATE of a statement cancelled by ``statement_timeout``.
+QUERY_CANCELED = "57014"
+
+
+def database_error(exc: Exception) -> DependencyUnavailableError:
+    """The client-facing error (503 with ``Retry-After``) for a database that is saturated or
+    unreachable: the pool had no free connection in time, the server refused a connection, the
+    statement timeout cancelled the query, or the connection failed."""
+    if isinstance(exc, PoolTimeoutError):
+        return OverloadedError(
+            "Server overloaded: no database connection became free in time; nothing was done, "
+            "retry later (Retry-After)"
+        )
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    # A refused connection carries no SQLSTATE in psycopg (the server's FATAL arrives before
+    # the session exists): recognise the server's wording as well.
+    if sqlstate == TOO_MANY_CONNECTIONS or any(m in str(orig) for m in _NO_SLOT_MESSAGES):
+        return OverloadedError(
+            "Server overloaded: the database refused a new connection (too many connections); "
+            "nothing was done, retry later (Retry-After)"
+        )
+    if sqlstate == QUERY_CANCELED:
+        return OverloadedError(
+            "Server overloaded: the database statement timeout cancelled the query; nothing "
+            "was done, retry later (Retry-After)"
+        )
+    return DependencyUnavailableError("The database is unavailable, retry later")

@@ -60,16 +60,26 @@ class ValidationError(RapportError):
     default_detail = "Invalid input"
 
 
-class OverloadedError(RapportError):
-    status_code = 503
-    default_detail = "Service temporarily overloaded, retry later"
+#: Seconds sent in ``Retry-After`` with a 503 for an unavailable or saturated dependency.
+RETRY_AFTER_S = 1
 
 
 class DependencyUnavailableError(RapportError):
-    """A backing service (Postgres, NATS) is unreachable; retrying later may succeed."""
+    """A backing service (Postgres, NATS) is unreachable; retrying later may succeed. Answered
+    503 with ``Retry-After``."""
 
     status_code = 503
     default_detail = "A backing service is unavailable, retry later"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(detail, headers={"Retry-After": str(RETRY_AFTER_S), **(headers or {})})
+
+
+class OverloadedError(DependencyUnavailableError):
+    """Capacity is exhausted (no free database connection in time, the database's connection
+    limit); nothing was done and retrying later may succeed."""
+
+    default_detail = "Service temporarily overloaded, retry later"
 
 
 def error_body(detail: Any) -> dict[str, Any]:

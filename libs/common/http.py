@@ -1,5 +1,5 @@
-"""HTTP mechanisms shared by every service: error rendering, body limits, auth dependency,
-paging parameters, request metrics, ``/health`` and ``/metrics``."""
+"""HTTP mechanisms shared by every service: error rendering, body limits, admission control,
+auth dependency, paging parameters, request metrics, ``/health`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common.admission import AdmissionControlMiddleware, Budget
 from libs.common.auth import ADMIN, Principal, bearer_token, decode_jwt
+from libs.common.db import database_error
 from libs.common.errors import RapportError, error_body
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
 from libs.common.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from libs.common.settings import AuthSettings
+from libs.common.settings import AuthSettings, LimitsSettings
+from libs.common.telemetry import instrument_app
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(exc.detail), status_code=exc.status_code, headers=exc.headers
         )
+
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        # Raised outside a unit of work (the vector store's own connections): same answer as
+        # inside one — 503 with Retry-After, never a 500 for a busy or unreachable database.
+        mapped = database_error(exc)
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body(mapped.detail), status_code=mapped.status_code, headers=mapped.headers
+        )
+
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(InterfaceError, _database_error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -157,6 +175,33 @@ async def _send_413(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body.body})
+
+
+# -- composition ---------------------------------------------------------------------------
+def configure_http(app: FastAPI, auth: AuthSettings, limits: LimitsSettings) -> None:
+    """Middleware and handlers every Rapport HTTP app shares (ingest, context, dialectic and
+    the all-in-one process).
+
+    Middleware order, outermost first: admission control (a refused request costs no body
+    read, no routing, no database work), body size limit, tracing, request metrics.
+    """
+    app.state.auth_settings = auth
+    install_error_handlers(app)
+    install_request_metrics(app)
+    instrument_app(app)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=limits.max_request_bytes,
+        upload_max_bytes=limits.max_upload_bytes,
+    )
+    if limits.admission_enabled:
+        app.add_middleware(
+            AdmissionControlMiddleware,
+            read=Budget(limits.max_inflight_reads, limits.max_queued_reads),
+            write=Budget(limits.max_inflight_writes, limits.max_queued_writes),
+            queue_timeout_s=limits.admission_queue_timeout_s,
+            retry_after_s=limits.overload_retry_after_s,
+        )
 
 
 # -- metrics middleware --------------------------------------------------------------------

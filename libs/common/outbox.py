@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from libs.common.broker import (
     connect_nats,
     ensure_stream,
 )
+from libs.common.errors import OverloadedError
 from libs.common.events import Event
 from libs.common.settings import NatsSettings, OutboxSettings
 from libs.common.telemetry import current_trace_headers
@@ -53,6 +54,10 @@ OUTBOX_PUBLISH_FAILURES = Counter(
     "rapport_outbox_publish_failures_total", "Outbox publish attempts that failed"
 )
 OUTBOX_BACKLOG = Gauge("rapport_outbox_backlog", "Unpublished outbox rows seen by the relay")
+OUTBOX_REFUSED = Counter(
+    "rapport_outbox_backpressure_refused_total",
+    "Message batches refused with 503 because the outbox backlog was over its bound",
+)
 OUTBOX_LEADER = Gauge("rapport_outbox_relay_leader", "1 when this process runs the active relay")
 
 _INSERT = text(
@@ -90,6 +95,59 @@ async def enqueue(session: AsyncSession, layout: StreamLayout, events: Sequence[
     ]
     await session.execute(_INSERT, {"rows": orjson.dumps(rows).decode()})
     await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+_BACKLOG_AT_MOST = text(
+    "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT :cap) AS t"
+)
+
+
+class OutboxBackpressure:
+    """Refuse new events while more than ``max_backlog`` outbox rows wait to be published.
+
+    The outbox grows only while the relay cannot publish (NATS down or slower than ingest);
+    a bound turns a long outage into ``503`` + ``Retry-After`` for new message batches before
+    the table fills the database disk. Reads and every other route keep working. The count is
+    exact but capped (an index-only scan of at most ``max_backlog + 1`` entries of the partial
+    index on unpublished rows), taken at most once per ``refresh_s`` per process, inside the
+    request's own transaction. ``max_backlog = 0`` switches it off.
+
+    The deriver's lag (events published but not yet derived) is deliberately *not* a reason to
+    refuse: messages are the source of truth and readable at once; derivation catches up.
+    """
+
+    def __init__(
+        self,
+        max_backlog: int,
+        *,
+        retry_after_s: int = 1,
+        refresh_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_backlog = max_backlog
+        self.retry_after_s = retry_after_s
+        self.refresh_s = refresh_s
+        self._clock = clock
+        self._checked_at = float("-inf")
+        self.backlog = 0
+
+    async def check(self, session: AsyncSession) -> None:
+        """Raise :class:`OverloadedError` when the backlog is over the bound."""
+        if self.max_backlog <= 0:
+            return
+        now = self._clock()
+        if now - self._checked_at >= self.refresh_s:
+            self._checked_at = now  # before the await: concurrent requests use the cached value
+            result = await session.execute(_BACKLOG_AT_MOST, {"cap": self.max_backlog + 1})
+            self.backlog = int(result.scalar_one())
+        if self.backlog > self.max_backlog:
+            OUTBOX_REFUSED.inc()
+            raise OverloadedError(
+                f"Server overloaded: more than {self.max_backlog} events wait to be published "
+                "to the event stream (is NATS reachable?); nothing was done, retry later "
+                "(Retry-After)",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
 
 
 @dataclass

@@ -24,7 +24,9 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     raise _Stopped(0)
 
 
-def serve(app: Any, *, host: str, port: int, shutdown_grace_s: float) -> int:
+def serve(
+    app: Any, *, host: str, port: int, shutdown_grace_s: float, keep_alive_s: int = 75
+) -> int:
     """Serve ``app`` until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
@@ -34,6 +36,7 @@ def serve(app: Any, *, host: str, port: int, shutdown_grace_s: float) -> int:
             port=port,
             log_level="warning",
             access_log=False,
+            timeout_keep_alive=keep_alive_s,
             timeout_graceful_shutdown=max(1, round(shutdown_grace_s)),
         )
     except _Stopped:

@@ -87,6 +87,12 @@ class OutboxSettings(BaseSettings):
     outbox_retry_max_s: float = Field(
         default=5.0, gt=0, description="Upper bound of the back-off while NATS is unreachable."
     )
+    outbox_max_backlog: int = Field(
+        default=500_000,
+        ge=0,
+        description="New message batches are refused with 503 + Retry-After while more outbox "
+        "rows than this wait to be published (NATS down for long); 0 disables the bound.",
+    )
     outbox_retention_s: float = Field(
         default=3600.0,
         ge=0,
@@ -132,6 +138,52 @@ class LimitsSettings(BaseSettings):
     )
     max_request_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Maximum size of a JSON request body."
+    )
+    admission_enabled: bool = Field(
+        default=True,
+        description="Admission control: bound the requests in flight per process and answer 503 "
+        "with Retry-After past that (/health and /metrics are never refused).",
+    )
+    max_inflight_writes: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Requests that change state (message batches, uploads, updates, deletes) "
+        "running at once per process; keep at or below the database pool "
+        "(RAPPORT_DB_POOL_SIZE + RAPPORT_DB_MAX_OVERFLOW).",
+    )
+    max_queued_writes: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description="State-changing requests allowed to wait for a slot; one more is refused "
+        "at once with 503.",
+    )
+    max_inflight_reads: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Reads (GET, lists, search, chat, context) running at once per process; a "
+        "budget of their own so a write burst never starves them.",
+    )
+    max_queued_reads: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description="Reads allowed to wait for a slot; one more is refused at once with 503.",
+    )
+    admission_queue_timeout_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="Longest wait for a slot before a queued request is refused with 503; keep "
+        "well below client timeouts.",
+    )
+    overload_retry_after_s: int = Field(
+        default=1,
+        ge=1,
+        le=3600,
+        description="Seconds sent in Retry-After when a request is refused for overload.",
     )
 
 
@@ -181,6 +233,14 @@ class HttpSettings(BaseSettings):
         le=300,
         description="On SIGTERM, seconds in-flight requests (streamed chats, large batches) get "
         "to finish after the listener closes.",
+    )
+    http_keep_alive_s: int = Field(
+        default=75,
+        ge=1,
+        le=3600,
+        description="Seconds an idle keep-alive connection stays open. Longer than clients' own "
+        "idle expiry (httpx: 5 s) and load balancers' idle timeouts (often 60 s), so the client "
+        "side closes first and no request races the server closing its connection.",
     )
 
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import uvicorn
-
+from libs.common.serving import serve
 from services.console.app import ConsoleAppSettings, create_app
 
 
-def main() -> None:
+def main() -> int:
     settings = ConsoleAppSettings()
-    uvicorn.run(
+    return serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        shutdown_grace_s=settings.shutdown_grace_s,
+        keep_alive_s=settings.http_keep_alive_s,
     )
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

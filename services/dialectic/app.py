@@ -8,12 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from libs.common.http import (
-    BodySizeLimitMiddleware,
-    install_error_handlers,
-    install_request_metrics,
-    ops_router,
-)
+from libs.common.http import configure_http, ops_router
 from libs.common.reasoning import create_reasoner
 from libs.common.retrieval.hybrid import HybridRetriever
 from libs.common.runtime import Resources
@@ -28,7 +23,7 @@ from libs.common.settings import (
     TelemetrySettings,
     VectorStoreSettings,
 )
-from libs.common.telemetry import instrument_app, setup_logging, setup_tracing
+from libs.common.telemetry import setup_logging, setup_tracing
 from services.dialectic.endpoints import DialecticState, router
 
 
@@ -99,15 +94,7 @@ def create_app(settings: DialecticSettings | None = None) -> FastAPI:
         return await resources.readiness() if resources else {"database": "starting"}
 
     app = FastAPI(title="Rapport dialectic", version="0.1.0", lifespan=lifespan)
-    app.state.auth_settings = settings
-    install_error_handlers(app)
-    install_request_metrics(app)
-    instrument_app(app)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_request_bytes,
-        upload_max_bytes=settings.max_upload_bytes,
-    )
+    configure_http(app, settings, settings)
     app.include_router(router)
     app.include_router(ops_router(readiness))
     return app

@@ -13,6 +13,7 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         shutdown_grace_s=settings.shutdown_grace_s,
+        keep_alive_s=settings.http_keep_alive_s,
     )
 
 

@@ -8,13 +8,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from libs.common.http import (
-    BodySizeLimitMiddleware,
-    install_error_handlers,
-    install_request_metrics,
-    ops_router,
-)
-from libs.common.outbox import OutboxRelay
+from libs.common.http import configure_http, ops_router
+from libs.common.outbox import OutboxBackpressure, OutboxRelay
 from libs.common.runtime import Resources
 from libs.common.settings import (
     AuthSettings,
@@ -26,7 +21,7 @@ from libs.common.settings import (
     TelemetrySettings,
     WebhookSettings,
 )
-from libs.common.telemetry import instrument_app, setup_logging, setup_tracing
+from libs.common.telemetry import setup_logging, setup_tracing
 from services.ingest.endpoints import IngestState, router
 
 
@@ -50,6 +45,9 @@ class IngestComponent:
         self.settings = settings
         self.resources = resources
         self.relay: OutboxRelay | None = None
+        self.backpressure = OutboxBackpressure(
+            settings.outbox_max_backlog, retry_after_s=settings.overload_retry_after_s
+        )
 
     def state(self) -> IngestState:
         return IngestState(
@@ -58,6 +56,7 @@ class IngestComponent:
             limits=self.settings,
             auth=self.settings,
             webhooks=self.settings,
+            backpressure=self.backpressure,
         )
 
     async def start(self) -> None:
@@ -78,19 +77,6 @@ class IngestComponent:
         if self.relay is not None:
             checks["outbox_relay"] = "ok"
         return checks
-
-
-def configure_app(app: FastAPI, settings: Any) -> None:
-    """Middleware and handlers every Rapport HTTP app shares."""
-    app.state.auth_settings = settings
-    install_error_handlers(app)
-    install_request_metrics(app)
-    instrument_app(app)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_request_bytes,
-        upload_max_bytes=settings.max_upload_bytes,
-    )
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -117,7 +103,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return await resources.readiness() if resources else {"database": "starting"}
 
     app = FastAPI(title="Rapport ingest", version="0.1.0", lifespan=lifespan)
-    configure_app(app, settings)
+    configure_http(app, settings, settings)
     app.include_router(router)
     app.include_router(ops_router(readiness))
     return app

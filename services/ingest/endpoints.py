@@ -40,6 +40,7 @@ from libs.common.models import (
     WebhookEndpoint,
     Workspace,
 )
+from libs.common.outbox import OutboxBackpressure
 from libs.common.pagination import PageResult
 from libs.common.settings import AuthSettings, LimitsSettings, WebhookSettings
 from libs.common.wire import ConclusionOut, JsonObject, ListRequest, MessageOut, Page, ResourceId
@@ -57,6 +58,8 @@ class IngestState:
     limits: LimitsSettings
     auth: AuthSettings
     webhooks: WebhookSettings
+    #: Refuses message batches while the outbox backlog is over its bound (one per process).
+    backpressure: OutboxBackpressure
 
 
 @asynccontextmanager
@@ -68,6 +71,7 @@ async def _service(request: Request) -> AsyncIterator[IngestService]:
             layout=state.layout,
             limits=state.limits,
             allow_private_webhooks=state.webhooks.allow_private_webhook_urls,
+            backpressure=state.backpressure,
         )
 
 

@@ -92,12 +92,14 @@ class IngestService:
         layout: StreamLayout,
         limits: LimitsSettings,
         allow_private_webhooks: bool = False,
+        backpressure: outbox.OutboxBackpressure | None = None,
     ) -> None:
         self.db = db
         self.repo = IngestRepository(db)
         self.layout = layout
         self.limits = limits
         self.allow_private_webhooks = allow_private_webhooks
+        self.backpressure = backpressure
 
     async def _publish(self, *events: Event) -> None:
         await outbox.enqueue(self.db, self.layout, events)
@@ -427,6 +429,8 @@ class IngestService:
         """Store a batch, number it, auto-join its authors and commit one ``message.created``
         event per message (with the witnesses of that moment) through the outbox."""
         self._check_batch(messages)
+        if self.backpressure is not None:
+            await self.backpressure.check(self.db)
         token_counts = count_tokens_many([m.content for m in messages])
         last = await self.repo.reserve_seqs(workspace_id, session_id, len(messages))
         if last is None:
