@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,50 @@ REQUEST_LATENCY = Histogram(
 
 
 # -- errors --------------------------------------------------------------------------------
+class ValidationIssue(BaseModel):
+    """One problem FastAPI found in a request (``detail`` items of a 422 for malformed input)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Body of every error response: a message, or FastAPI's list of validation issues."""
+
+    detail: str | list[ValidationIssue]
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The body could not be read (not UTF-8 JSON, unreadable upload)",
+    401: "Missing or invalid credentials (auth on)",
+    403: "The key's scope does not reach this resource",
+    404: "A resource named in the path or body does not exist",
+    409: "The request conflicts with the resource's current state",
+    413: "Request body or upload too large",
+    415: "Unsupported file type",
+    422: "Invalid input: a message, or FastAPI's list of validation issues",
+    503: "Overloaded, or a backing service is unavailable; retry later",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses, all with the ``ErrorOut`` body."""
+    return {s: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+#: Errors any ``/v3`` route may answer: set once on each service's router.
+API_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 503)
+
+
+def created_or_existing(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """``responses`` of a get-or-create route: 201 when created, 200 when it existed."""
+    return {
+        200: {"model": model, "description": "It already existed"},
+        201: {"model": model, "description": "Created"},
+    }
+
+
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     """FastAPI's shape, without echoing the rejected input back (it may be huge or private)."""
     out = []

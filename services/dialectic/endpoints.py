@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.common.db import unit_of_work
 from libs.common.errors import RapportError, ValidationError
-from libs.common.http import CurrentPrincipal, PeerId, WorkspaceId
+from libs.common.http import API_ERRORS, CurrentPrincipal, PeerId, WorkspaceId
 from libs.common.reasoning.port import Reasoner
 from libs.common.retrieval.hybrid import HybridRetriever
 from services.dialectic import schemas
@@ -114,7 +114,7 @@ async def _events(
     yield _frame(done)
 
 
-router = APIRouter(prefix="/v3")
+router = APIRouter(prefix="/v3", responses=API_ERRORS)
 
 
 @router.post(

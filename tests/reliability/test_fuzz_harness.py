@@ -1,0 +1,85 @@
+"""The fuzzing harness itself finds what it is meant to find (no database needed): a 500, an
+undocumented status, a body that contradicts its schema and a wrong content type, each once
+per operation and mode, with the request that triggered it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+import schemathesis
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+from schemathesis.python.asgi import shutdown_lifespans
+
+from tests.reliability.fuzzing import Seed, fuzz
+
+
+class Item(BaseModel):
+    id: str
+    size: int
+
+
+def broken_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}", response_model=Item)
+    async def get_item(item_id: str, size: Annotated[int, Query(ge=0, le=10)] = 0) -> Item:
+        if size >= 5:
+            raise RuntimeError("boom")  # unhandled: 500
+        return Item(id=item_id, size=size)
+
+    @app.get("/shape", response_model=Item)
+    async def shape() -> JSONResponse:
+        return JSONResponse({"id": 1, "size": "large"})  # contradicts Item
+
+    @app.get("/teapot", response_model=Item)
+    async def teapot() -> JSONResponse:
+        return JSONResponse({"id": "t", "size": 1}, status_code=418)  # undocumented
+
+    @app.get("/text", response_model=Item)
+    async def text() -> PlainTextResponse:
+        return PlainTextResponse("id=t size=1")  # declared JSON
+
+    return app
+
+
+@pytest.fixture
+def schema() -> schemathesis.BaseSchema:
+    yield schemathesis.openapi.from_asgi("/openapi.json", broken_app())
+    shutdown_lifespans()
+
+
+def test_harness_reports_every_kind_of_failure(schema: schemathesis.BaseSchema) -> None:
+    seen_items: list[str] = []
+
+    def seed() -> Seed:
+        seen_items.append("seeded")
+        return Seed({"item_id": "known"})
+
+    report = fuzz(schema, seed=seed, examples=20)
+
+    assert sorted(report.operations) == [
+        "GET /items/{item_id}",
+        "GET /shape",
+        "GET /teapot",
+        "GET /text",
+    ]
+    codes = {(op, mode, code) for op, mode, code in report.failures}
+    assert ("GET /items/{item_id}", "positive", "ST101") in codes  # server error
+    assert ("GET /shape", "positive", "ST108") in codes  # body violates the schema
+    assert ("GET /teapot", "positive", "ST103") in codes  # undocumented status
+    assert ("GET /text", "positive", "ST105") in codes  # undocumented content type
+    boom = report.failures[("GET /items/{item_id}", "positive", "ST101")]
+    assert boom.status == 500 and "size=" in boom.request
+    assert report.server_errors >= 1 and report.requests >= 20
+    # Routes without parameters have no negative case; nothing else went wrong.
+    assert sorted(report.no_cases) == [
+        "GET /shape [negative]",
+        "GET /teapot [negative]",
+        "GET /text [negative]",
+    ]
+    assert not report.errors
+    # Seeded objects are fetched once per operation and mode.
+    assert len(seen_items) == 8
