@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,6 +113,50 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("Internal server error"), status_code=500)
+
+
+def sse_responses(event: Any, description: str) -> dict[int | str, dict[str, Any]]:
+    """``responses`` of a route that may answer 200 as ``text/event-stream``: each event's
+    ``data`` is a JSON document of type ``event`` (a model or a union of models).
+
+    The schema describes one event (``data`` plus the optional ``event`` / ``id`` fields), with
+    the JSON payload as ``contentSchema`` (refs inlined, so it stands alone in the document).
+    """
+    payload = TypeAdapter(event).json_schema()
+    payload = _inline_refs(payload, payload.pop("$defs", {}))
+    return {
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "description": description,
+                        "required": ["data"],
+                        "properties": {
+                            "event": {"type": "string"},
+                            "id": {"type": "string"},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": payload,
+                            },
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
 
 
 # -- body size limit -----------------------------------------------------------------------

@@ -78,10 +78,14 @@ class FuzzReport:
     operations: list[str] = field(default_factory=list)
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    #: Statuses per "operation [mode]".
+    by_operation: dict[str, Counter[int]] = field(default_factory=dict)
     #: Operations that answered at least one request with a 2xx (reached their happy path).
     succeeded: set[str] = field(default_factory=set)
     #: First failure of each (operation, mode, failure code).
     failures: dict[tuple[str, str, str], FailureRecord] = field(default_factory=dict)
+    #: Negative cases accepted only because a wrong JSON type was coerced, per operation.
+    coerced: Counter[str] = field(default_factory=Counter)
     #: Operation and mode pairs for which no case can be generated (negative mode of a
     #: route without parameters).
     no_cases: list[str] = field(default_factory=list)
@@ -96,8 +100,15 @@ class FuzzReport:
         statuses = ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items()))
         return (
             f"{len(self.operations)} operations, {self.requests} requests, "
-            f"{self.server_errors} 5xx, {len(self.succeeded)} operations answered 2xx "
+            f"{self.server_errors} 5xx, {len(self.succeeded)} operations answered 2xx, "
+            f"{sum(self.coerced.values())} negative cases accepted by type coercion "
             f"(statuses: {statuses}); never 2xx: {sorted(set(self.operations) - self.succeeded)}"
+        )
+
+    def breakdown(self) -> str:
+        return "\n".join(
+            f"  {name}: {dict(sorted(statuses.items()))}"
+            for name, statuses in self.by_operation.items()
         )
 
     def failure_text(self) -> str:
@@ -107,37 +118,58 @@ class FuzzReport:
 
 @dataclass
 class Seed:
-    """Objects that exist in one workspace, by the path parameter names that address them."""
+    """Objects that exist in one workspace: ``params`` by the path parameter names that address
+    them, ``refs`` by the body and query fields that name them."""
 
     params: dict[str, str]
+    refs: dict[str, str] = field(default_factory=dict)
 
-    def substitute(self, path_parameters: dict[str, Any]) -> None:
-        for name in list(path_parameters):
+    def substitute(self, case: schemathesis.Case, *, references: bool) -> None:
+        """Point ``case`` at the seeded objects: its path, and with ``references`` also the
+        string-valued body and query fields that name peers, sessions or messages."""
+        for name in list(case.path_parameters or {}):
             if name in self.params:
-                path_parameters[name] = self.params[name]
+                case.path_parameters[name] = self.params[name]
+        if not references:
+            return
+        for name, value in list((case.query or {}).items()):
+            if name in self.refs and isinstance(value, str):
+                case.query[name] = self.refs[name]
+        self._walk(case.body, depth=0)
+
+    def _walk(self, value: Any, depth: int) -> None:
+        if depth > 3:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in self.refs and isinstance(item, str):
+                    value[key] = self.refs[key]
+                else:
+                    self._walk(item, depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                self._walk(item, depth + 1)
 
 
-def _json(client: ASGIClient, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-    response = client.request(method, path, json=body, **kw)
+def _json(client: ASGIClient, method: str, path: str, body: Any = None) -> Any:
+    response = client.request(method, path, json=body)
     assert response.status_code < 300, f"seeding {method} {path}: {response.status_code}"
     return response.json() if response.content else None
 
 
-def seed_workspace(client: ASGIClient, dsn: str, *, headers: dict[str, str] | None = None) -> Seed:
+def seed_workspace(client: ASGIClient, dsn: str) -> Seed:
     """A workspace with two peers, a session with three messages, a conclusion, a webhook
     (never delivered: no deriver runs) and a dead letter, created through the API (the dead
     letter straight in the database: only a failing deriver makes those)."""
     ws = f"fz-{uuid.uuid4().hex[:10]}"
-    kw: dict[str, Any] = {"headers": headers or {}}
-    _json(client, "POST", "/v3/workspaces", {"id": ws, "metadata": {"seeded": True}}, **kw)
+    _json(client, "POST", "/v3/workspaces", {"id": ws, "metadata": {"seeded": True}})
     for peer in ("alice", "bob"):
-        _json(client, "POST", f"/v3/workspaces/{ws}/peers", {"id": peer}, **kw)
+        _json(client, "POST", f"/v3/workspaces/{ws}/peers", {"id": peer})
     _json(
         client,
         "POST",
         f"/v3/workspaces/{ws}/sessions",
         {"id": "s1", "peers": {"alice": {}, "bob": {}}},
-        **kw,
     )
     messages = _json(
         client,
@@ -150,7 +182,6 @@ def seed_workspace(client: ASGIClient, dsn: str, *, headers: dict[str, str] | No
                 {"peer_id": "alice", "content": "Every Sunday, with a quartet.", "metadata": {}},
             ]
         },
-        **kw,
     )
     conclusions = _json(
         client,
@@ -166,14 +197,12 @@ def seed_workspace(client: ASGIClient, dsn: str, *, headers: dict[str, str] | No
                 }
             ]
         },
-        **kw,
     )
     webhook = _json(
         client,
         "POST",
         f"/v3/workspaces/{ws}/webhooks",
         {"url": "https://hooks.example.com/rapport"},
-        **kw,
     )
     dead_letter = uuid.uuid4().hex
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -193,7 +222,20 @@ def seed_workspace(client: ASGIClient, dsn: str, *, headers: dict[str, str] | No
             "conclusion_id": conclusions[0]["id"],
             "webhook_id": webhook["id"],
             "dead_letter_id": dead_letter,
-        }
+        },
+        refs={
+            "peer_id": "alice",
+            "sender_id": "alice",
+            "observer": "alice",
+            "observer_id": "alice",
+            "peer_perspective": "alice",
+            "observed": "bob",
+            "observed_id": "bob",
+            "target": "bob",
+            "peer_target": "bob",
+            "session_id": "s1",
+            "message_id": messages[0]["id"],
+        },
     )
 
 
@@ -201,14 +243,15 @@ def fuzz(
     schema: schemathesis.BaseSchema,
     *,
     seed: Callable[[], Seed],
-    headers: dict[str, str] | None = None,
+    headers: Callable[[Seed], dict[str, str]] | None = None,
     examples: int = EXAMPLES,
     modes: Sequence[GenerationMode] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
 ) -> FuzzReport:
     """Fuzz every operation of ``schema`` (bound to an ASGI app) and tally the outcome.
 
-    ``seed`` is called before each operation: it returns the objects positive cases may
-    address (and re-creates them when an earlier operation deleted them).
+    ``seed`` is called before each operation and mode: it returns the objects positive cases
+    may address (fresh ones, so what an earlier operation deleted or changed does not matter).
+    ``headers`` gives the headers of every request (credentials) for those objects.
     """
     report = FuzzReport()
     for result in schema.get_all_operations():
@@ -216,7 +259,9 @@ def fuzz(
         report.operations.append(operation.label)
         for mode in modes:
             try:
-                _fuzz_operation(report, operation, mode, seed(), headers, examples)
+                existing = seed()
+                sent = headers(existing) if headers is not None else None
+                _fuzz_operation(report, operation, mode, existing, sent, examples)
             except Unsatisfiable:
                 # Nothing to break (no parameters, no body): no negative case exists.
                 report.no_cases.append(f"{operation.label} [{mode.value}]")
@@ -246,9 +291,10 @@ def _fuzz_operation(
         print_blob=False,
     )
     def run(case: schemathesis.Case, use_seed: int) -> None:
-        # Two thirds of the positive cases address the seeded objects.
-        if mode.is_positive and use_seed and case.path_parameters:
-            existing.substitute(case.path_parameters)
+        # Two thirds of the positive cases address the seeded objects (half of them also in
+        # the body and query), so handlers run past their 404s.
+        if mode.is_positive and use_seed:
+            existing.substitute(case, references=use_seed == 2)
         report.requests += 1
         try:
             response = case.call(headers=headers)
@@ -258,6 +304,9 @@ def _fuzz_operation(
             _record_crash(report, operation.label, mode, case, exc)
             return
         report.statuses[response.status_code] += 1
+        report.by_operation.setdefault(f"{operation.label} [{mode.value}]", Counter())[
+            response.status_code
+        ] += 1
         if response.status_code < 300:
             report.succeeded.add(operation.label)
         try:
@@ -281,6 +330,11 @@ def _record(
     response: Any,
     failure: Failure,
 ) -> None:
+    if failure.code == "ST201" and "violates `type`" in failure.message:
+        # A wrong JSON type that pydantic's lax mode coerces (0/1 for a boolean, "7" or 7.0
+        # for an integer), as Honcho's own server does: tolerated, and counted.
+        report.coerced[label] += 1
+        return
     key = (label, mode.value, failure.code)
     if key in report.failures:
         return

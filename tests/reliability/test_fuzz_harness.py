@@ -1,18 +1,21 @@
 """The fuzzing harness itself finds what it is meant to find (no database needed): a 500, an
 undocumented status, a body that contradicts its schema and a wrong content type, each once
-per operation and mode, with the request that triggered it."""
+per operation and mode, with the request that triggered it; and an SSE event whose JSON
+payload contradicts its declared schema."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import pytest
 import schemathesis
 from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 from schemathesis.python.asgi import shutdown_lifespans
 
+from libs.common.http import sse_responses
 from tests.reliability.fuzzing import Seed, fuzz
 
 
@@ -42,6 +45,14 @@ def broken_app() -> FastAPI:
     async def text() -> PlainTextResponse:
         return PlainTextResponse("id=t size=1")  # declared JSON
 
+    @app.get("/stream", response_model=Item, responses=sse_responses(Item, "Items"))
+    async def stream() -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            yield b'data: {"id": "a", "size": 1}\n\n'
+            yield b'data: {"id": "b", "size": "large"}\n\n'  # contradicts Item
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     return app
 
 
@@ -63,6 +74,7 @@ def test_harness_reports_every_kind_of_failure(schema: schemathesis.BaseSchema) 
     assert sorted(report.operations) == [
         "GET /items/{item_id}",
         "GET /shape",
+        "GET /stream",
         "GET /teapot",
         "GET /text",
     ]
@@ -71,15 +83,17 @@ def test_harness_reports_every_kind_of_failure(schema: schemathesis.BaseSchema) 
     assert ("GET /shape", "positive", "ST108") in codes  # body violates the schema
     assert ("GET /teapot", "positive", "ST103") in codes  # undocumented status
     assert ("GET /text", "positive", "ST105") in codes  # undocumented content type
+    assert ("GET /stream", "positive", "ST108") in codes  # an SSE event's JSON payload
     boom = report.failures[("GET /items/{item_id}", "positive", "ST101")]
     assert boom.status == 500 and "size=" in boom.request
     assert report.server_errors >= 1 and report.requests >= 20
     # Routes without parameters have no negative case; nothing else went wrong.
     assert sorted(report.no_cases) == [
         "GET /shape [negative]",
+        "GET /stream [negative]",
         "GET /teapot [negative]",
         "GET /text [negative]",
     ]
     assert not report.errors
     # Seeded objects are fetched once per operation and mode.
-    assert len(seen_items) == 8
+    assert len(seen_items) == 10

@@ -9,6 +9,7 @@ default) and the generation derandomized, so a CI run is reproducible. A local c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +38,28 @@ def service_settings(cls: type[BaseSettings], infra: InfraEndpoints, **overrides
     return cls(**{name: getattr(base, name) for name in cls.model_fields})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Target:
-    schema: schemathesis.BaseSchema
-    headers: dict[str, str] | None
+    app: str
+    #: Credentials for the seeded workspace (None: auth off).
+    headers: Callable[[Seed], dict[str, str]] | None
+    #: Share of the example budget (the all-in-one runs repeat operations fuzzed already).
+    budget: float = 1.0
+
+
+TARGETS = {
+    "ingest": Target("ingest", None),
+    "context": Target("context", None),
+    "dialectic": Target("dialectic", None),
+    # Auth on: an admin key reaches everything; a peer key of the seeded workspace is refused
+    # (401/403) or narrowed on most routes, which exercises the authorization paths.
+    "allinone-admin-key": Target("allinone-auth", lambda _: bearer(admin=True), budget=0.5),
+    "allinone-peer-key": Target(
+        "allinone-auth",
+        lambda seed: bearer(workspace_id=seed.params["workspace_id"], peer_id="alice"),
+        budget=0.5,
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +84,8 @@ def seeder(apps: dict[str, Any], infra: InfraEndpoints) -> Callable[[], Seed]:
     return lambda: seed_workspace(client, infra.dsn)
 
 
-def target(apps: dict[str, Any], name: str) -> Target:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", apps[name])
-    headers = bearer(admin=True) if name == "allinone-auth" else None
-    return Target(schema=schema, headers=headers)
+def load(apps: dict[str, Any], app: str) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_asgi("/openapi.json", apps[app])
 
 
 def operations(schema: schemathesis.BaseSchema) -> set[str]:
@@ -76,23 +93,26 @@ def operations(schema: schemathesis.BaseSchema) -> set[str]:
 
 
 def test_allinone_serves_exactly_the_services_operations(apps: dict[str, Any]) -> None:
-    """The all-in-one schema is the union of the three services' schemas, so fuzzing it once
-    (with auth on) and each service (auth off) covers every operation both ways."""
-    services = [
-        operations(target(apps, name).schema) for name in ("ingest", "context", "dialectic")
-    ]
-    allinone = operations(target(apps, "allinone-auth").schema)
+    """The all-in-one schema is the union of the three services' schemas, so fuzzing each
+    service (auth off) and the all-in-one (auth on) covers every operation both ways."""
+    services = [operations(load(apps, name)) for name in ("ingest", "context", "dialectic")]
+    allinone = operations(load(apps, "allinone-auth"))
     assert set().union(*services) == allinone
     assert sum(len(s) for s in services) == len(allinone)  # no operation in two services
 
 
-@pytest.mark.parametrize("name", ["ingest", "context", "dialectic", "allinone-auth"])
+@pytest.mark.parametrize("name", list(TARGETS))
 def test_fuzz_service_schema(apps: dict[str, Any], seeder: Callable[[], Seed], name: str) -> None:
-    t = target(apps, name)
-    report: FuzzReport = fuzz(t.schema, seed=seeder, headers=t.headers)
+    target = TARGETS[name]
+    examples = max(1, round(EXAMPLES * target.budget))
+    report: FuzzReport = fuzz(
+        load(apps, target.app), seed=seeder, headers=target.headers, examples=examples
+    )
     print(f"\n[fuzz] {name}: {report.summary()}")
+    if os.environ.get("RAPPORT_FUZZ_VERBOSE"):
+        print(report.breakdown())
     assert report.operations, "the schema has no operations"
     # Every operation really ran (a broken strategy would send nothing).
-    assert report.requests >= len(report.operations) * min(EXAMPLES, 5)
+    assert report.requests >= len(report.operations) * min(examples, 5)
     assert not report.errors and not report.failures, report.failure_text()
     assert report.server_errors == 0
