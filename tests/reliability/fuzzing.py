@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 
 #: Examples per operation and generation mode: small and fixed in CI, larger locally with
 #: ``RAPPORT_FUZZ_EXAMPLES=500 make test-reliability``.
-EXAMPLES = int(os.environ.get("RAPPORT_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("RAPPORT_FUZZ_EXAMPLES", "15"))
 #: ``RAPPORT_FUZZ_SEED`` varies the (otherwise fixed) generation for a local campaign.
 SEED = os.environ.get("RAPPORT_FUZZ_SEED")
 
@@ -249,18 +249,18 @@ def fuzz(
 ) -> FuzzReport:
     """Fuzz every operation of ``schema`` (bound to an ASGI app) and tally the outcome.
 
-    ``seed`` is called before each operation and mode: it returns the objects positive cases
-    may address (fresh ones, so what an earlier operation deleted or changed does not matter).
+    ``seed`` is called before each operation: it returns the objects positive cases may
+    address (fresh ones, so what an earlier operation deleted or changed does not matter).
     ``headers`` gives the headers of every request (credentials) for those objects.
     """
     report = FuzzReport()
     for result in schema.get_all_operations():
         operation = result.ok()
         report.operations.append(operation.label)
+        existing = seed()
+        sent = headers(existing) if headers is not None else None
         for mode in modes:
             try:
-                existing = seed()
-                sent = headers(existing) if headers is not None else None
                 _fuzz_operation(report, operation, mode, existing, sent, examples)
             except Unsatisfiable:
                 # Nothing to break (no parameters, no body): no negative case exists.

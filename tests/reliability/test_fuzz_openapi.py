@@ -1,9 +1,15 @@
 """Schemathesis against each service's OpenAPI schema, in-process on real Postgres and NATS:
 no 5xx, and every response conforms to the schema (status code documented, content type,
-headers and body as declared); requests the schema forbids are refused with a 4xx.
+headers and body as declared, SSE events included); requests the schema forbids are refused
+with a 4xx (a wrong JSON type that pydantic coerces, such as 0 for false, is counted apart:
+Honcho's own server accepts those too).
 
-The budget is fixed (``RAPPORT_FUZZ_EXAMPLES`` per operation and generation mode, 25 by
-default) and the generation derandomized, so a CI run is reproducible. A local campaign:
+Targets: each service's own app with auth off, then the all-in-one app with auth on, once with
+an admin key and once with a peer key of the seeded workspace (most routes refuse it).
+
+The budget is fixed (``RAPPORT_FUZZ_EXAMPLES`` per operation and generation mode, 15 by
+default; the all-in-one runs take 40% of it) and the generation derandomized, so a CI run is
+reproducible. A local campaign:
 ``RAPPORT_FUZZ_EXAMPLES=300 RAPPORT_FUZZ_SEED=7 make test-reliability PYTEST_ARGS="-k fuzz -s"``.
 """
 
@@ -53,11 +59,11 @@ TARGETS = {
     "dialectic": Target("dialectic", None),
     # Auth on: an admin key reaches everything; a peer key of the seeded workspace is refused
     # (401/403) or narrowed on most routes, which exercises the authorization paths.
-    "allinone-admin-key": Target("allinone-auth", lambda _: bearer(admin=True), budget=0.5),
+    "allinone-admin-key": Target("allinone-auth", lambda _: bearer(admin=True), budget=0.4),
     "allinone-peer-key": Target(
         "allinone-auth",
         lambda seed: bearer(workspace_id=seed.params["workspace_id"], peer_id="alice"),
-        budget=0.5,
+        budget=0.4,
     ),
 }
 
