@@ -45,7 +45,15 @@ from libs.common.models import (
 )
 from libs.common.pagination import PageResult
 from libs.common.settings import AuthSettings, LimitsSettings, WebhookSettings
-from libs.common.wire import ConclusionOut, JsonObject, ListRequest, MessageOut, Page, ResourceId
+from libs.common.wire import (
+    ConclusionOut,
+    IdKeyed,
+    JsonObject,
+    ListRequest,
+    MessageOut,
+    Page,
+    ResourceId,
+)
 from services.ingest import schemas
 from services.ingest.files import UnreadableFile, UnsupportedFileType, split_upload
 from services.ingest.service import IngestService, parse_created_at
@@ -497,7 +505,7 @@ async def clone_session(
         return session_out(await svc.clone_session(workspace_id, session_id, message_id))
 
 
-PeerMap = Annotated[dict[ResourceId, schemas.SessionPeerConfig], Body()]
+PeerMap = Annotated[IdKeyed[schemas.SessionPeerConfig], Body()]
 
 
 @router.post(

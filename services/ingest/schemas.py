@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from libs.common.wire import JsonObject, ResourceId, SafeStr, StrictModel, as_utc
+from libs.common.wire import IdKeyed, JsonObject, ResourceId, SafeStr, StrictModel, as_utc
 
 
 class WorkspaceCreate(StrictModel):
@@ -66,7 +66,7 @@ class SessionCreate(StrictModel):
     id: ResourceId
     metadata: JsonObject | None = None
     configuration: WorkspaceConfiguration | None = None
-    peers: dict[ResourceId, SessionPeerConfig] | None = None
+    peers: IdKeyed[SessionPeerConfig] | None = None
 
     @field_validator("peers")
     @classmethod
@@ -131,7 +131,9 @@ class ConclusionBatch(StrictModel):
 
 
 class WebhookCreate(StrictModel):
-    url: SafeStr = Field(min_length=1, max_length=2048)
+    url: SafeStr = Field(
+        min_length=1, max_length=2048, examples=["https://hooks.example.com/rapport"]
+    )
 
 
 class WebhookOut(BaseModel):

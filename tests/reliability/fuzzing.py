@@ -280,7 +280,14 @@ def _fuzz_operation(
 ) -> None:
     checks = NEGATIVE_CHECKS if mode.is_negative else CHECKS
 
-    @given(case=operation.as_strategy(generation_mode=mode), use_seed=st.integers(0, 2))
+    cases = operation.as_strategy(generation_mode=mode)
+    if mode.is_positive:
+        # The schema's own examples too (they name realistic values: a webhook URL, filters).
+        examples_given = operation.schema.get_strategies_from_examples(operation)
+        if examples_given:
+            cases = st.one_of(cases, *examples_given)
+
+    @given(case=cases, use_seed=st.integers(0, 2))
     @settings(
         max_examples=examples,
         derandomize=SEED is None,
