@@ -111,8 +111,18 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
 
 
 def as_utc(value: datetime) -> datetime:
-    """Naive datetimes from clients are taken as UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """``value`` converted to UTC (naive datetimes from clients are taken as UTC).
+
+    Client offsets never reach the database: Python accepts UTC offsets up to ±23:59 but
+    Postgres only up to ±15:59. Raises ``ValueError`` when the instant falls outside years
+    1-9999 once converted.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is outside years 1-9999 once converted to UTC") from exc
 
 
 class StrictModel(BaseModel):
