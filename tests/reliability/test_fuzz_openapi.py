@@ -10,7 +10,8 @@ an admin key and once with a peer key of the seeded workspace (most routes refus
 The budget is fixed (``RAPPORT_FUZZ_EXAMPLES`` per operation and generation mode, 15 by
 default; the all-in-one runs take 40% of it) and the generation derandomized, so a CI run is
 reproducible. A local campaign:
-``RAPPORT_FUZZ_EXAMPLES=300 RAPPORT_FUZZ_SEED=7 make test-reliability PYTEST_ARGS="-k fuzz -s"``.
+``RAPPORT_FUZZ_EXAMPLES=300 RAPPORT_FUZZ_SEED=7 make test-reliability PYTEST_ARGS="-k fuzz -s"``
+(``-s`` prints each target's tally; ``RAPPORT_FUZZ_VERBOSE=1`` adds statuses per operation).
 """
 
 from __future__ import annotations
