@@ -6,6 +6,7 @@ payload contradicts its declared schema."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Annotated
 
 import pytest
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from schemathesis.python.asgi import shutdown_lifespans
 
 from libs.common.http import sse_responses
-from tests.reliability.fuzzing import Seed, fuzz
+from tests.reliability.fuzzing import Seed, _lax_coercion, fuzz
 
 
 class Item(BaseModel):
@@ -97,3 +98,33 @@ def test_harness_reports_every_kind_of_failure(schema: schemathesis.BaseSchema) 
     assert not report.errors
     # Seeded objects are made once per operation.
     assert len(seen_items) == 5
+
+
+@pytest.mark.parametrize(
+    ("message", "body", "coerced"),
+    [
+        # Found by campaigns: pydantic (like Honcho's server) takes 0 / 0.0 as false.
+        (
+            "Invalid component: in body - violates `type` at /properties/configuration/anyOf/0"
+            "/properties/peer_card/anyOf/0/properties/create/anyOf/1 (was null, became integer)",
+            {"configuration": {"peer_card": {"create": 0}}},
+            True,
+        ),
+        (
+            "Invalid component: in body - violates `anyOf` at /properties/configuration/anyOf/0"
+            "/properties/summary/anyOf/0/properties/enabled",
+            {"configuration": {"summary": {"enabled": 0.0}}},
+            True,
+        ),
+        ("in body - violates `type` at /properties/top_k", {"top_k": "7"}, True),
+        # Not a coercion: the check must keep failing for these.
+        ("in body - violates `anyOf` at /properties/target", {"target": "no/slash"}, False),
+        ("in body - violates `maxLength` at /properties/id", {"id": "x" * 600}, False),
+        ("in body - violates `type` at /properties/peers", {"peers": []}, False),
+        ("in body - violates `type` at /properties/messages/items", {"messages": [1]}, False),
+    ],
+)
+def test_only_scalar_type_coercions_are_tolerated(
+    message: str, body: object, coerced: bool
+) -> None:
+    assert _lax_coercion(SimpleNamespace(body=body), message) is coerced  # type: ignore[arg-type]
