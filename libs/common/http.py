@@ -13,6 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,6 +39,50 @@ REQUEST_LATENCY = Histogram(
 
 
 # -- errors --------------------------------------------------------------------------------
+class ValidationIssue(BaseModel):
+    """One problem FastAPI found in a request (``detail`` items of a 422 for malformed input)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Body of every error response: a message, or FastAPI's list of validation issues."""
+
+    detail: str | list[ValidationIssue]
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The body could not be read (not UTF-8 JSON, unreadable upload)",
+    401: "Missing or invalid credentials (auth on)",
+    403: "The key's scope does not reach this resource",
+    404: "A resource named in the path or body does not exist",
+    409: "The request conflicts with the resource's current state",
+    413: "Request body or upload too large",
+    415: "Unsupported file type",
+    422: "Invalid input: a message, or FastAPI's list of validation issues",
+    503: "Overloaded, or a backing service is unavailable; retry later",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses, all with the ``ErrorOut`` body."""
+    return {s: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+#: Errors any ``/v3`` route may answer: set once on each service's router.
+API_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 503)
+
+
+def created_or_existing(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """``responses`` of a get-or-create route: 201 when created, 200 when it existed."""
+    return {
+        200: {"model": model, "description": "It already existed"},
+        201: {"model": model, "description": "Created"},
+    }
+
+
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     """FastAPI's shape, without echoing the rejected input back (it may be huge or private)."""
     out = []
@@ -86,6 +131,50 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("Internal server error"), status_code=500)
+
+
+def sse_responses(event: Any, description: str) -> dict[int | str, dict[str, Any]]:
+    """``responses`` of a route that may answer 200 as ``text/event-stream``: each event's
+    ``data`` is a JSON document of type ``event`` (a model or a union of models).
+
+    The schema describes one event (``data`` plus the optional ``event`` / ``id`` fields), with
+    the JSON payload as ``contentSchema`` (refs inlined, so it stands alone in the document).
+    """
+    payload = TypeAdapter(event).json_schema()
+    payload = _inline_refs(payload, payload.pop("$defs", {}))
+    return {
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "description": description,
+                        "required": ["data"],
+                        "properties": {
+                            "event": {"type": "string"},
+                            "id": {"type": "string"},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": payload,
+                            },
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
 
 
 # -- body size limit -----------------------------------------------------------------------

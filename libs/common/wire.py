@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic_core import CoreSchema
 
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
 from libs.common.models import Conclusion, Message
@@ -35,6 +43,23 @@ ResourceId = Annotated[
     StringConstraints(min_length=1, max_length=RESOURCE_ID_MAX, pattern=RESOURCE_ID_PATTERN),
 ]
 """A workspace / peer / session id: 1-512 of ``A-Z a-z 0-9 _ -``."""
+
+
+class _OnlyIdKeys:
+    """Pydantic describes the keys of ``dict[ResourceId, X]`` with ``patternProperties``,
+    which in JSON Schema lets any other key through with any value; validation refuses them,
+    so the schema says so too (``additionalProperties: false``)."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        out = handler(schema)
+        out["additionalProperties"] = False
+        return out
+
+
+IdKeyed = Annotated[dict[ResourceId, T], _OnlyIdKeys()]
+"""An object keyed by workspace / peer / session ids (e.g. a session's peers and their config)."""
 
 SafeStr = Annotated[str, AfterValidator(_no_nul)]
 """Free text that Postgres can store (no NUL characters)."""
@@ -86,8 +111,18 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_object)]
 
 
 def as_utc(value: datetime) -> datetime:
-    """Naive datetimes from clients are taken as UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """``value`` converted to UTC (naive datetimes from clients are taken as UTC).
+
+    Client offsets never reach the database: Python accepts UTC offsets up to ±23:59 but
+    Postgres only up to ±15:59. Raises ``ValueError`` when the instant falls outside years
+    1-9999 once converted.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is outside years 1-9999 once converted to UTC") from exc
 
 
 class StrictModel(BaseModel):

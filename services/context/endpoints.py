@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from libs.common.auth import Principal
 from libs.common.db import unit_of_work
 from libs.common.errors import ForbiddenError, ValidationError
-from libs.common.http import CurrentPrincipal, PeerId, SessionId, WorkspaceId
+from libs.common.http import API_ERRORS, CurrentPrincipal, PeerId, SessionId, WorkspaceId
 from libs.common.models import Summary
 from libs.common.retrieval.hybrid import HybridRetriever, MessageScope
 from libs.common.wire import ConclusionOut, MessageOut, ResourceId
@@ -71,7 +71,7 @@ def _own_perspective(principal: Principal, requested: str | None) -> str | None:
     return principal.peer_id
 
 
-router = APIRouter(prefix="/v3")
+router = APIRouter(prefix="/v3", responses=API_ERRORS)
 
 
 @router.get(

@@ -97,10 +97,13 @@ class SearchRequest(StrictModel):
 
 
 class ConclusionQueryRequest(StrictModel):
-    query: SafeStr = Field(min_length=1, max_length=10_000)
+    query: SafeStr = Field(min_length=1, max_length=10_000, examples=["where does alice live"])
     top_k: int = Field(default=10, ge=1, le=100)
     distance: float | None = Field(default=None, ge=0, le=1)
-    filters: dict[str, Any]
+    filters: dict[str, Any] = Field(
+        description="The view to search: observer_id and observed_id (required), session_id.",
+        examples=[{"observer_id": "bob", "observed_id": "alice"}],
+    )
 
 
 class ViewOut(BaseModel):

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.common.db import unit_of_work
 from libs.common.errors import RapportError, ValidationError
-from libs.common.http import CurrentPrincipal, PeerId, WorkspaceId
+from libs.common.http import API_ERRORS, CurrentPrincipal, PeerId, WorkspaceId, sse_responses
 from libs.common.reasoning.port import Reasoner
 from libs.common.retrieval.hybrid import HybridRetriever
 from services.dialectic import schemas
@@ -114,7 +114,7 @@ async def _events(
     yield _frame(done)
 
 
-router = APIRouter(prefix="/v3")
+router = APIRouter(prefix="/v3", responses=API_ERRORS)
 
 
 @router.post(
@@ -122,19 +122,12 @@ router = APIRouter(prefix="/v3")
     response_model=schemas.ChatResponse,
     tags=["peers"],
     summary="Ask a peer's memory a question (JSON, or SSE with stream: true)",
-    responses={
-        200: {
-            "content": {
-                "text/event-stream": {
-                    "schema": {
-                        "type": "string",
-                        "description": 'data: {"delta": {"content": "…"}, "done": false} '
-                        'events, then data: {"done": true}',
-                    }
-                }
-            }
-        }
-    },
+    responses=sse_responses(
+        schemas.ChatStreamEvent,
+        'With stream: true, data: {"delta": {"content": "…"}, "done": false} events, then '
+        'data: {"done": true} (with "evidence" when asked for, "error" if the answer failed '
+        "after it started).",
+    ),
 )
 async def chat(
     request: Request,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
@@ -157,3 +157,26 @@ class ChatResponse(BaseModel):
     content: str | None
     citations: Citations | None = None
     evidence: EvidenceOut | None = None
+
+
+class ChatDelta(BaseModel):
+    content: str
+
+
+class ChatChunkEvent(BaseModel):
+    """A streamed piece of the answer (``stream: true``)."""
+
+    delta: ChatDelta
+    done: Literal[False]
+
+
+class ChatDoneEvent(BaseModel):
+    """The last event of a stream: with ``evidence`` when asked for, with ``error`` when the
+    answer failed after it started."""
+
+    done: Literal[True]
+    evidence: EvidenceOut | None = None
+    error: str | None = None
+
+
+ChatStreamEvent = ChatChunkEvent | ChatDoneEvent

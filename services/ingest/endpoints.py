@@ -24,12 +24,15 @@ from libs.common.errors import (
     ValidationError,
 )
 from libs.common.http import (
+    API_ERRORS,
     CurrentPrincipal,
     ObjectId,
     PagingParams,
     PeerId,
     SessionId,
     WorkspaceId,
+    created_or_existing,
+    error_responses,
 )
 from libs.common.ids import RESOURCE_ID_MAX, RESOURCE_ID_PATTERN
 from libs.common.models import (
@@ -43,7 +46,15 @@ from libs.common.models import (
 from libs.common.outbox import OutboxBackpressure
 from libs.common.pagination import PageResult
 from libs.common.settings import AuthSettings, LimitsSettings, WebhookSettings
-from libs.common.wire import ConclusionOut, JsonObject, ListRequest, MessageOut, Page, ResourceId
+from libs.common.wire import (
+    ConclusionOut,
+    IdKeyed,
+    JsonObject,
+    ListRequest,
+    MessageOut,
+    Page,
+    ResourceId,
+)
 from services.ingest import schemas
 from services.ingest.files import UnreadableFile, UnsupportedFileType, split_upload
 from services.ingest.service import IngestService, parse_created_at
@@ -148,13 +159,14 @@ async def _authorize_session(
     await principal.require_session(workspace_id, session_id, write=write, is_member=member)
 
 
-router = APIRouter(prefix="/v3")
+router = APIRouter(prefix="/v3", responses=API_ERRORS)
 
 
 # -- workspaces ----------------------------------------------------------------------------
 @router.post(
     "/workspaces",
     response_model=schemas.WorkspaceOut,
+    responses={**created_or_existing(schemas.WorkspaceOut), **error_responses(409)},
     tags=["workspaces"],
     summary="Get or create a workspace (201 created, 200 existing)",
 )
@@ -201,7 +213,10 @@ async def update_workspace(
 
 
 @router.delete(
-    "/workspaces/{workspace_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["workspaces"]
+    "/workspaces/{workspace_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(409),
+    tags=["workspaces"],
 )
 async def delete_workspace(
     request: Request, workspace_id: WorkspaceId, principal: CurrentPrincipal
@@ -275,6 +290,7 @@ async def list_dead_letters(
 @router.post(
     "/workspaces/{workspace_id}/queue/dead_letters/{dead_letter_id}/retry",
     response_model=schemas.DeadLetterOut,
+    responses=error_responses(409),
     tags=["workspaces"],
     summary="Publish a dead-lettered event again (Rapport addition)",
 )
@@ -310,6 +326,7 @@ async def schedule_dream(
 @router.post(
     "/workspaces/{workspace_id}/peers",
     response_model=schemas.PeerOut,
+    responses=created_or_existing(schemas.PeerOut),
     tags=["peers"],
     summary="Get or create a peer (201 created, 200 existing)",
 )
@@ -395,6 +412,7 @@ async def peer_sessions(
 @router.post(
     "/workspaces/{workspace_id}/sessions",
     response_model=schemas.SessionOut,
+    responses=created_or_existing(schemas.SessionOut),
     tags=["sessions"],
     summary="Get or create a session (201 created, 200 existing)",
 )
@@ -491,7 +509,7 @@ async def clone_session(
         return session_out(await svc.clone_session(workspace_id, session_id, message_id))
 
 
-PeerMap = Annotated[dict[ResourceId, schemas.SessionPeerConfig], Body()]
+PeerMap = Annotated[IdKeyed[schemas.SessionPeerConfig], Body()]
 
 
 @router.post(
@@ -656,6 +674,7 @@ def _form_json(name: str, raw: str | None) -> dict[str, Any] | None:
     f"{MESSAGES}/upload",
     response_model=list[MessageOut],
     status_code=status.HTTP_201_CREATED,
+    responses=error_responses(415),
     tags=["messages"],
     summary="Upload a text, markdown, JSON or PDF file as messages",
 )
@@ -844,7 +863,12 @@ async def delete_conclusion(
 WEBHOOKS = "/workspaces/{workspace_id}/webhooks"
 
 
-@router.post(WEBHOOKS, response_model=schemas.WebhookOut, tags=["webhooks"])
+@router.post(
+    WEBHOOKS,
+    response_model=schemas.WebhookOut,
+    responses={**created_or_existing(schemas.WebhookOut), **error_responses(409)},
+    tags=["webhooks"],
+)
 async def get_or_create_webhook(
     request: Request,
     response: Response,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from libs.common.wire import JsonObject, ResourceId, SafeStr, StrictModel, as_utc
+from libs.common.wire import IdKeyed, JsonObject, ResourceId, SafeStr, StrictModel, as_utc
 
 
 class WorkspaceCreate(StrictModel):
@@ -66,7 +66,7 @@ class SessionCreate(StrictModel):
     id: ResourceId
     metadata: JsonObject | None = None
     configuration: WorkspaceConfiguration | None = None
-    peers: dict[ResourceId, SessionPeerConfig] | None = None
+    peers: IdKeyed[SessionPeerConfig] | None = None
 
     @field_validator("peers")
     @classmethod
@@ -101,14 +101,10 @@ class MessageCreate(StrictModel):
 
     @field_validator("created_at")
     @classmethod
-    def _representable(cls, value: datetime | None) -> datetime | None:
-        # Stored as UTC; an offset may push year 1 / 9999 out of the range Python can read back.
-        if value is not None:
-            try:
-                as_utc(value).astimezone(UTC)
-            except OverflowError as exc:
-                raise ValueError("is outside years 1-9999 once converted to UTC") from exc
-        return value
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # Stored as UTC: an offset may push year 1 / 9999 out of range (422), and an offset
+        # beyond ±15:59 (valid in ISO 8601 and Python) would be refused by Postgres (500).
+        return as_utc(value) if value is not None else None
 
 
 class MessageBatch(StrictModel):
@@ -131,7 +127,9 @@ class ConclusionBatch(StrictModel):
 
 
 class WebhookCreate(StrictModel):
-    url: SafeStr = Field(min_length=1, max_length=2048)
+    url: SafeStr = Field(
+        min_length=1, max_length=2048, examples=["https://hooks.example.com/rapport"]
+    )
 
 
 class WebhookOut(BaseModel):

@@ -725,6 +725,10 @@ def parse_created_at(value: str | None) -> datetime | None:
     if value is None or not value.strip():
         return None
     try:
-        return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValidationError(f"created_at '{value}' is not an ISO-8601 date-time") from exc
+    try:
+        return as_utc(parsed)
+    except ValueError as exc:
+        raise ValidationError(f"created_at '{value}' {exc}") from exc
