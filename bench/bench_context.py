@@ -64,6 +64,14 @@ async def main_async(args: argparse.Namespace) -> None:
                 await common.setup_session(http, ws, session, list(PEERS))
                 took = await seed(base, ws, session, n)
                 print(f"seeded {n} messages in {took:.1f} s")
+            # The relay publishes the seeding's events after the fact; measuring while it
+            # drains would time the relay's work, not get_context's.
+            backlog, drain_s = await common.wait_outbox_drained(infra.dsn, ws, max_seconds=300)
+            print(f"outbox: {backlog} events published in {drain_s} s after seeding")
+            results["params"]["outbox_drained_before_measuring"] = {
+                "backlog": backlog,
+                "seconds": drain_s,
+            }
             row: dict[str, Any]
             for n in sizes:
                 session = f"/v3/workspaces/{ws}/sessions/len{n}"

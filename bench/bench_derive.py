@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
+import os
 import random
 import time
 from datetime import timedelta
@@ -226,7 +228,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "peers": len(PEERS),
             "batch": args.batch,
             "poll_s": args.poll,
-            "deriver": "on, one process (all-in-one), extractive reasoner, local ONNX, pgvector",
+            "deriver": f"one process ({args.deriver}), extractive reasoner, local ONNX, pgvector",
             "lag": "POST 201 received -> derivation_status 'done' seen by the poller",
         },
         "runs": [],
@@ -236,10 +238,29 @@ async def main_async(args: argparse.Namespace) -> None:
         "RAPPORT_NATS_STREAM": f"BENCH_DERIVE_{stamp}",
         "RAPPORT_NATS_SUBJECT_PREFIX": f"derive{stamp}",
     }
-    with common.server(infra, deriver=True, **stream_env) as base:
+    with contextlib.ExitStack() as stack:
+        if args.deriver == "process":
+            # The API (deriver off) and one deriver process (``python -m services.deriver``), as
+            # in the multi-process mode: the deriver's figures are those of one process, and the
+            # API's request handling does not share its event loop.
+            base = stack.enter_context(common.server(infra, deriver=False, **stream_env))
+            deriver = stack.enter_context(
+                common.server(infra, deriver=True, module="services.deriver", **stream_env)
+            )
+            pids = {"api": base.pid, "deriver": deriver.pid}
+        else:
+            base = stack.enter_context(common.server(infra, deriver=True, **stream_env))
+            pids = {"allinone": base.pid}
         for rate in rates:
             ws = f"bench-derive-{stamp}-{int(rate)}"
+            before = {k: common.cpu_seconds(p) for k, p in pids.items()}
+            t0 = time.monotonic()
             row = await run_rate(base, infra.dsn, ws, args, rate)
+            wall = time.monotonic() - t0
+            row["cpu_cores"] = {
+                k: round((common.cpu_seconds(p) - before[k]) / wall, 2) for k, p in pids.items()
+            }
+            row["machine_load_1min"] = round(os.getloadavg()[0], 1)
             print(orjson.dumps(row).decode())
             results["runs"].append(row)
     common.write_results("derive", results)
@@ -255,6 +276,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1, help="messages per POST")
     parser.add_argument("--clients", type=int, default=32, help="POSTs in flight at most")
+    parser.add_argument(
+        "--deriver",
+        choices=("process", "allinone"),
+        default="process",
+        help="a deriver process beside the API (default) or the all-in-one server's deriver",
+    )
     parser.add_argument("--poll", type=float, default=0.05, help="status poll interval, s")
     common.run(lambda: main_async(parser.parse_args()))
 

@@ -265,6 +265,12 @@ async def main_async(args: argparse.Namespace) -> None:
         print(raw1)
         print("API…")
         api = await api_phase(base, ws, api_sessions, bodies, args.clients, args.duration, meter)
+        # The API phase counts committed messages; the relay publishes their events to NATS
+        # after commit, in the same process. Report how far it fell behind, and let it finish
+        # before the next phase.
+        api["outbox_backlog_at_end"], api["outbox_drain_s"] = await common.wait_outbox_drained(
+            infra.dsn, ws, max_seconds=600
+        )
         print(api)
         print("raw baseline (after)…")
         raw2 = await raw_phase(

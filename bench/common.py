@@ -67,7 +67,9 @@ class ServerUrl(str):
 
 
 @contextmanager
-def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[ServerUrl]:
+def server(
+    infra: Infra, *, deriver: bool, module: str = "allinone", **env: str
+) -> Iterator[ServerUrl]:
     """Run ``python -m allinone`` on a free port until ``/health`` answers; yield its URL.
 
     ``BENCH_SERVER_ROOT=<dir>`` runs the server from another checkout of the code (e.g. a
@@ -88,7 +90,7 @@ def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[ServerUrl]:
     environ.update(env)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "allinone", "--no-migrate"],
+            [sys.executable, "-m", module, *(["--no-migrate"] if module == "allinone" else [])],
             cwd=os.environ.get("BENCH_SERVER_ROOT", ROOT),
             env=environ,
             stdout=log,
@@ -108,7 +110,7 @@ def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[ServerUrl]:
                     log.seek(0)
                     raise RuntimeError(f"server did not start: {log.read().decode()[-3000:]}")
                 time.sleep(0.2)
-            print(f"server pid {proc.pid} on {base} (deriver {'on' if deriver else 'off'})")
+            print(f"{module} pid {proc.pid} on {base} (deriver {'on' if deriver else 'off'})")
             yield base
         finally:
             if proc.poll() is None:
@@ -187,6 +189,31 @@ class CpuMeter:
             out[group] = round(used / wall, 2)
         out["machine_load_1min"] = round(os.getloadavg()[0], 1)
         return out
+
+
+async def outbox_backlog(dsn: str, workspace: str) -> int:
+    """Outbox rows of ``workspace`` committed but not yet published to NATS by the relay."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND ordering_key LIKE %s",
+            (workspace.replace("%", r"\%").replace("_", r"\_") + "%",),
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def wait_outbox_drained(dsn: str, workspace: str, max_seconds: float) -> tuple[int, float]:
+    """Wait until the relay has published every outbox row (or ``max_seconds``); returns the backlog
+    found first and the seconds it took to drain (``max_seconds`` when it did not)."""
+    start = time.monotonic()
+    first = await outbox_backlog(dsn, workspace)
+    backlog = first
+    while backlog and time.monotonic() - start < max_seconds:
+        await asyncio.sleep(0.25)
+        backlog = await outbox_backlog(dsn, workspace)
+    return first, round(time.monotonic() - start, 2)
 
 
 def pct(values: list[float], p: float) -> float:
