@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import os
 import random
 import time
 from datetime import timedelta
@@ -247,20 +246,23 @@ async def main_async(args: argparse.Namespace) -> None:
             deriver = stack.enter_context(
                 common.server(infra, deriver=True, module="services.deriver", **stream_env)
             )
-            pids = {"api": base.pid, "deriver": deriver.pid}
+            meter = common.CpuMeter(base.pid, infra.dsn, deriver=deriver.pid)
         else:
             base = stack.enter_context(common.server(infra, deriver=True, **stream_env))
-            pids = {"allinone": base.pid}
+            meter = common.CpuMeter(base.pid, infra.dsn)
         for rate in rates:
             ws = f"bench-derive-{stamp}-{int(rate)}"
-            before = {k: common.cpu_seconds(p) for k, p in pids.items()}
+            meter.start()
             t0 = time.monotonic()
             row = await run_rate(base, infra.dsn, ws, args, rate)
             wall = time.monotonic() - t0
-            row["cpu_cores"] = {
-                k: round((common.cpu_seconds(p) - before[k]) / wall, 2) for k, p in pids.items()
-            }
-            row["machine_load_1min"] = round(os.getloadavg()[0], 1)
+            row["cpu_cores"] = cpu = meter.stop()
+            # Load-independent efficiency: messages derived per CPU-second of the process that
+            # derives (the machine is shared; wall-clock rates depend on what else runs).
+            deriving = cpu.get("deriver", cpu["server"]) * wall
+            row["derived_messages_per_cpu_s"] = (
+                round(row["derived_messages"] / deriving, 1) if deriving else None
+            )
             print(orjson.dumps(row).decode())
             results["runs"].append(row)
     common.write_results("derive", results)

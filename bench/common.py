@@ -162,13 +162,15 @@ class CpuMeter:
     """CPU used during a phase by the server, the bench Postgres and this load generator,
     in cores (CPU seconds / wall seconds); 2.0 is the whole machine here."""
 
-    def __init__(self, server_pid: int, dsn: str) -> None:
+    def __init__(self, server_pid: int, dsn: str, **others: int) -> None:
         self.server_pid = server_pid
         self.dsn = dsn
+        self.others = others  # more processes by name, e.g. deriver=<pid>
 
     def _sample(self) -> dict[str, dict[int, float]]:
         return {
             "server": {self.server_pid: cpu_seconds(self.server_pid)},
+            **{name: {pid: cpu_seconds(pid)} for name, pid in self.others.items()},
             "postgres": {p: cpu_seconds(p) for p in postgres_pids(self.dsn)},
             "load_generator": {os.getpid(): sum(os.times()[:2])},
         }
