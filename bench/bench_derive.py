@@ -53,6 +53,7 @@ async def offer(
     duration: float,
     batch: int,
     clients: int,
+    grace: float,
     committed: dict[str, float],
 ) -> dict[str, Any]:
     """Open-loop POSTs at ``rate`` messages/s for ``duration`` s; records each id's commit time."""
@@ -104,8 +105,15 @@ async def offer(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             n += 1
+        # Bounded: POSTs still queued or in flight ``grace`` s after the schedule ended are
+        # cancelled (the server could not take the offered rate); they count as not accepted.
+        cancelled = 0
         if tasks:
-            await asyncio.gather(*tasks)
+            _, pending = await asyncio.wait(set(tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            cancelled = len(pending)
+            await asyncio.gather(*pending, return_exceptions=True)
         elapsed = time.perf_counter() - start
     return {
         "offered_messages": n * batch,
@@ -113,6 +121,7 @@ async def offer(
         "seconds": round(elapsed, 2),
         "accepted_per_s": round(len(committed) / elapsed, 1),
         "errors": errors,
+        "cancelled_posts": cancelled,
         "generator_late_ticks": late,
         "post_latency_ms": common.summary_ms(latencies),
     }
@@ -172,6 +181,7 @@ async def run_rate(
         duration=args.duration,
         batch=args.batch,
         clients=args.clients,
+        grace=args.grace,
         committed=committed,
     )
     t_load_end = time.perf_counter()
@@ -274,6 +284,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per rate")
     parser.add_argument(
         "--drain", type=float, default=120.0, help="seconds to wait for the backlog afterwards"
+    )
+    parser.add_argument(
+        "--grace", type=float, default=30.0, help="seconds for queued POSTs after the schedule"
     )
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1, help="messages per POST")
