@@ -58,6 +58,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "sizes": {},
     }
     with common.server(infra, deriver=False) as base:
+        meter = common.CpuMeter(base.pid, infra.dsn)
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             for n in sizes:
                 session = f"len{n}"
@@ -77,6 +78,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 session = f"/v3/workspaces/{ws}/sessions/len{n}"
                 for _ in range(20):  # warm-up
                     await http.get(f"{session}/context", params={"tokens": args.tokens})
+                meter.start()
+                t0 = time.monotonic()
                 ctx = await common.timed_loop(
                     lambda _i, s=session: http.get(  # type: ignore[misc]
                         f"{s}/context", params={"tokens": args.tokens}
@@ -84,6 +87,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     requests=args.requests,
                     max_seconds=60,
                 )
+                ctx_wall = time.monotonic() - t0
+                cpu = meter.stop()
                 r = await http.get(f"{session}/context", params={"tokens": args.tokens})
                 body = r.json()
                 lst = await common.timed_loop(
@@ -104,6 +109,12 @@ async def main_async(args: argparse.Namespace) -> None:
                 )
                 row = {
                     "context_ms": common.summary_ms(ctx.samples),
+                    # CPU per request, independent of what else runs on the machine: the
+                    # latencies above include waiting for a core on a shared 2-core box.
+                    "context_cpu_ms_per_request": {
+                        k: round(cpu[k] * ctx_wall / len(ctx.samples) * 1000, 2)
+                        for k in ("server", "postgres")
+                    },
                     "context_messages_returned": len(body.get("messages", [])),
                     "list_page1_ms": common.summary_ms(lst.samples),
                     "list_page1_reverse_ms": common.summary_ms(lst_rev.samples),

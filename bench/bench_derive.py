@@ -1,6 +1,7 @@
-"""Derive lag: messages offered at a steady rate to a server with the deriver **on** (extractive
-reasoner, local ONNX embedder, pgvector); for each message, the time from its commit to its
-observations being searchable.
+"""Derive lag: messages offered at a steady rate to the API with one deriver process beside it
+(``python -m services.deriver``: extractive reasoner, local ONNX embedder, pgvector; or the
+all-in-one server's deriver with ``--deriver allinone``); for each message, the time from its
+commit to its observations being searchable.
 
     python -m bench.bench_derive [--rates 200,50] [--duration 60] [--sessions 50]
 
