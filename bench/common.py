@@ -206,6 +206,16 @@ async def outbox_backlog(dsn: str, workspace: str) -> int:
     return int(row[0]) if row else 0
 
 
+async def analyze(dsn: str, tables: list[str]) -> None:
+    """``ANALYZE`` the given tables (fresh planner statistics after a bulk seed)."""
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for table in tables:
+            await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
 async def wait_outbox_drained(dsn: str, workspace: str, max_seconds: float) -> tuple[int, float]:
     """Wait until the relay has published every outbox row (or ``max_seconds``); returns the backlog
     found first and the seconds it took to drain (``max_seconds`` when it did not)."""
