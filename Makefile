@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run up down up-status k8s-build infra-up infra-down infra-status migrate test test-reliability test-unit test-integration lint fmt typecheck imports check clean bench bench-ingest bench-context bench-search bench-locomo
+.PHONY: help install run up down up-status k8s-build infra-up infra-down infra-status migrate test test-reliability test-unit test-integration lint fmt typecheck imports check clean bench bench-ingest bench-context bench-search bench-locomo bench-derive
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -87,13 +87,16 @@ BENCH_DURATION ?= 60
 LOCOMO_DATA ?= /work/shared/data/locomo10.json
 LOCOMO_CONVERSATIONS ?= 10
 
-bench: bench-ingest bench-context bench-search bench-locomo ## Every benchmark (~15-25 min)
+bench: bench-ingest bench-context bench-derive bench-search bench-locomo ## Every benchmark (~20-30 min)
 
 bench-ingest: $(STAMP) ## Ingest msg/s vs raw psycopg INSERT baseline (BENCH_DURATION=60 s per phase)
 	$(PY) -m bench.bench_ingest --duration $(BENCH_DURATION)
 
 bench-context: $(STAMP) ## get_context + message list latency at 1k/10k/100k messages per session
 	$(PY) -m bench.bench_context
+
+bench-derive: $(STAMP) ## Derive lag (commit -> searchable) at 200 and 50 msg/s, deriver on (BENCH_DURATION s)
+	$(PY) -m bench.bench_derive --duration $(BENCH_DURATION)
 
 bench-search: $(STAMP) ## Conclusion search + extractive dialectic latency at 10k/100k observations
 	$(PY) -m bench.bench_search

@@ -110,7 +110,13 @@ def make_batches(n: int, size: int, seed: int = 7) -> list[list[dict[str, str]]]
 
 
 async def api_phase(
-    base: str, ws: str, sessions: list[str], batches: list[bytes], clients: int, duration: float
+    base: str,
+    ws: str,
+    sessions: list[str],
+    batches: list[bytes],
+    clients: int,
+    duration: float,
+    meter: common.CpuMeter,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     accepted = 0
@@ -139,10 +145,13 @@ async def api_phase(
                 else:
                     errors += 1
 
+    meter.start()
     start = time.monotonic()
     await asyncio.gather(*(client(c) for c in range(clients)))
     elapsed = time.monotonic() - start
+    cpu = meter.stop()
     return {
+        "cpu_cores": cpu,
         "messages": accepted,
         "seconds": round(elapsed, 2),
         "messages_per_s": round(accepted / elapsed, 1),
@@ -159,6 +168,7 @@ async def raw_phase(
     clients: int,
     duration: float,
     seq_start: dict[str, int],
+    meter: common.CpuMeter,
 ) -> dict[str, Any]:
     """Multi-row INSERT of 100 rows per statement, one connection per client, autocommit."""
     placeholders = ",".join(["(%s,%s,%s,%s,%s,%s,'{}'::jsonb,'{}'::jsonb,%s,now())"] * 100)
@@ -168,36 +178,42 @@ async def raw_phase(
     )
     inserted = 0
     counter = itertools.count()
-    deadline = time.monotonic() + duration
     lock = asyncio.Lock()
+    conns = [await psycopg.AsyncConnection.connect(dsn, autocommit=True) for _ in range(clients)]
+    deadline = time.monotonic() + duration
 
     async def client(cid: int) -> None:
         nonlocal inserted
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            while time.monotonic() < deadline:
-                i = next(counter)
-                session = sessions[i % len(sessions)]
-                async with lock:
-                    first = seq_start[session]
-                    seq_start[session] = first + 100
-                params: list[Any] = []
-                for off, m in enumerate(batches[i % len(batches)]):
-                    params += [
-                        secrets.token_urlsafe(16)[:21],
-                        ws,
-                        session,
-                        m["peer_id"],
-                        first + off,
-                        m["content"],
-                        len(m["content"]) // 4,
-                    ]
-                await conn.execute(sql, params)
-                inserted += 100
+        conn = conns[cid]
+        while time.monotonic() < deadline:
+            i = next(counter)
+            session = sessions[i % len(sessions)]
+            async with lock:
+                first = seq_start[session]
+                seq_start[session] = first + 100
+            params: list[Any] = []
+            for off, m in enumerate(batches[i % len(batches)]):
+                params += [
+                    secrets.token_urlsafe(16)[:21],
+                    ws,
+                    session,
+                    m["peer_id"],
+                    first + off,
+                    m["content"],
+                    len(m["content"]) // 4,
+                ]
+            await conn.execute(sql, params)
+            inserted += 100
 
+    meter.start()
     start = time.monotonic()
     await asyncio.gather(*(client(c) for c in range(clients)))
     elapsed = time.monotonic() - start
+    cpu = meter.stop()  # before the connections close: their backends' CPU is counted
+    for conn in conns:
+        await conn.close()
     return {
+        "cpu_cores": cpu,
         "rows": inserted,
         "seconds": round(elapsed, 2),
         "rows_per_s": round(inserted / elapsed, 1),
@@ -237,21 +253,28 @@ async def main_async(args: argparse.Namespace) -> None:
         }
     }
     with common.server(infra, deriver=False) as base:
+        meter = common.CpuMeter(base.pid, infra.dsn)
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             for s in api_sessions + raw_sessions + ["single"]:
                 await common.setup_session(http, ws, s, list(PEERS))
         seqs = dict.fromkeys(raw_sessions, 1)
         print("raw baseline (before)…")
         raw1 = await raw_phase(
-            infra.dsn, ws, raw_sessions, batches, args.clients, args.duration, seqs
+            infra.dsn, ws, raw_sessions, batches, args.clients, args.duration, seqs, meter
         )
         print(raw1)
         print("API…")
-        api = await api_phase(base, ws, api_sessions, bodies, args.clients, args.duration)
+        api = await api_phase(base, ws, api_sessions, bodies, args.clients, args.duration, meter)
+        # The API phase counts committed messages; the relay publishes their events to NATS
+        # after commit, in the same process. Report how far it fell behind, and let it finish
+        # before the next phase.
+        api["outbox_backlog_at_end"], api["outbox_drain_s"] = await common.wait_outbox_drained(
+            infra.dsn, ws, max_seconds=600
+        )
         print(api)
         print("raw baseline (after)…")
         raw2 = await raw_phase(
-            infra.dsn, ws, raw_sessions, batches, args.clients, args.duration, seqs
+            infra.dsn, ws, raw_sessions, batches, args.clients, args.duration, seqs, meter
         )
         print(raw2)
         print("single-message POSTs…")

@@ -60,9 +60,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ServerUrl(str):
+    """The server's base URL, carrying its process id (for CPU accounting and profilers)."""
+
+    pid: int
+
+
 @contextmanager
-def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[str]:
-    """Run ``python -m allinone`` on a free port until ``/health`` answers; yield its URL."""
+def server(
+    infra: Infra, *, deriver: bool, module: str = "allinone", **env: str
+) -> Iterator[ServerUrl]:
+    """Run ``python -m allinone`` on a free port until ``/health`` answers; yield its URL.
+
+    ``BENCH_SERVER_ROOT=<dir>`` runs the server from another checkout of the code (e.g. a
+    ``git archive`` of an older commit) with the same venv and bench infrastructure, for a
+    before/after comparison in one session.
+    """
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
     environ.update(
@@ -77,13 +90,14 @@ def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[str]:
     environ.update(env)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "allinone", "--no-migrate"],
-            cwd=ROOT,
+            [sys.executable, "-m", module, *(["--no-migrate"] if module == "allinone" else [])],
+            cwd=os.environ.get("BENCH_SERVER_ROOT", ROOT),
             env=environ,
             stdout=log,
             stderr=log,
         )
-        base = f"http://127.0.0.1:{port}"
+        base = ServerUrl(f"http://127.0.0.1:{port}")
+        base.pid = proc.pid
         try:
             deadline = time.monotonic() + 90
             while True:
@@ -96,7 +110,7 @@ def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[str]:
                     log.seek(0)
                     raise RuntimeError(f"server did not start: {log.read().decode()[-3000:]}")
                 time.sleep(0.2)
-            print(f"server pid {proc.pid} on {base} (deriver {'on' if deriver else 'off'})")
+            print(f"{module} pid {proc.pid} on {base} (deriver {'on' if deriver else 'off'})")
             yield base
         finally:
             if proc.poll() is None:
@@ -106,6 +120,112 @@ def server(infra: Infra, *, deriver: bool, **env: str) -> Iterator[str]:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             proc.wait()
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw.rsplit(")", 1)[1].split()  # fields from the 3rd (state) on
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 when it is gone)."""
+    fields = _proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS if fields else 0.0
+
+
+def postgres_pids(dsn: str) -> list[int]:
+    """The bench Postgres' postmaster and every process it forked (backends, walwriter …)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        fields = _proc_stat(int(row[0])) if row else None
+    if not fields:
+        return []
+    master = int(fields[1])
+    pids = [master]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            f = _proc_stat(int(entry.name))
+            if f and int(f[1]) == master:
+                pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU used during a phase by the server, the bench Postgres and this load generator,
+    in cores (CPU seconds / wall seconds); 2.0 is the whole machine here."""
+
+    def __init__(self, server_pid: int, dsn: str, **others: int) -> None:
+        self.server_pid = server_pid
+        self.dsn = dsn
+        self.others = others  # more processes by name, e.g. deriver=<pid>
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {
+            "server": {self.server_pid: cpu_seconds(self.server_pid)},
+            **{name: {pid: cpu_seconds(pid)} for name, pid in self.others.items()},
+            "postgres": {p: cpu_seconds(p) for p in postgres_pids(self.dsn)},
+            "load_generator": {os.getpid(): sum(os.times()[:2])},
+        }
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._c0 = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """Cores used per group since :meth:`start`. A process that exited meanwhile is not
+        counted (its CPU is lost), one started meanwhile counts from zero."""
+        c1 = self._sample()
+        wall = time.monotonic() - self._t0
+        out: dict[str, float] = {}
+        for group, now in c1.items():
+            before = self._c0.get(group, {})
+            used = sum(max(0.0, t - before.get(pid, 0.0)) for pid, t in now.items())
+            out[group] = round(used / wall, 2)
+        out["machine_load_1min"] = round(os.getloadavg()[0], 1)
+        return out
+
+
+async def outbox_backlog(dsn: str, workspace: str) -> int:
+    """Outbox rows of ``workspace`` committed but not yet published to NATS by the relay."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND ordering_key LIKE %s",
+            (workspace.replace("%", r"\%").replace("_", r"\_") + "%",),
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def analyze(dsn: str, tables: list[str]) -> None:
+    """``ANALYZE`` the given tables (fresh planner statistics after a bulk seed)."""
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for table in tables:
+            await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
+async def wait_outbox_drained(dsn: str, workspace: str, max_seconds: float) -> tuple[int, float]:
+    """Wait until the relay has published every outbox row (or ``max_seconds``); returns the backlog
+    found first and the seconds it took to drain (``max_seconds`` when it did not)."""
+    start = time.monotonic()
+    first = await outbox_backlog(dsn, workspace)
+    backlog = first
+    while backlog and time.monotonic() - start < max_seconds:
+        await asyncio.sleep(0.25)
+        backlog = await outbox_backlog(dsn, workspace)
+    return first, round(time.monotonic() - start, 2)
 
 
 def pct(values: list[float], p: float) -> float:

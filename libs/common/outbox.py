@@ -88,7 +88,8 @@ async def enqueue(session: AsyncSession, layout: StreamLayout, events: Sequence[
             "event_type": ev.EVENT_TYPE,
             "subject": layout.subject_for(ev),
             "ordering_key": ev.ordering_key(),
-            "payload": ev.model_dump(mode="json"),
+            # Serialised by pydantic's JSON encoder straight to bytes (no intermediate dict).
+            "payload": orjson.Fragment(ev.model_dump_json()),
             "headers": trace,
         }
         for i, ev in enumerate(events)

@@ -82,7 +82,7 @@ class ContextRepository:
         )
         return row.scalar_one_or_none()
 
-    async def newest_messages(
+    async def newest_token_counts(
         self,
         workspace_id: str,
         session_id: str,
@@ -91,10 +91,10 @@ class ContextRepository:
         before_seq: int | None,
         limit: int,
         condition: ColumnElement[bool] | None = None,
-    ) -> list[Message]:
-        """Newest first, ``after_seq < seq < before_seq`` (index-ordered; cost independent of
-        the session's length)."""
-        stmt = select(Message).where(
+    ) -> list[tuple[int, int]]:
+        """``(seq, token_count)`` newest first, ``after_seq < seq < before_seq``: read from the
+        ``(workspace, session, seq DESC) INCLUDE (token_count)`` index, no message body."""
+        stmt = select(Message.seq, Message.token_count).where(
             Message.workspace_id == workspace_id,
             Message.session_id == session_id,
             Message.seq > after_seq,
@@ -104,6 +104,23 @@ class ContextRepository:
         if condition is not None:
             stmt = stmt.where(condition)
         rows = await self.db.execute(stmt.order_by(Message.seq.desc()).limit(limit))
+        return [(int(r[0]), int(r[1])) for r in rows.all()]
+
+    async def messages_by_seq(
+        self, workspace_id: str, session_id: str, seqs: Sequence[int]
+    ) -> list[Message]:
+        """The messages of a session with these sequence numbers, oldest first."""
+        if not seqs:
+            return []
+        rows = await self.db.execute(
+            select(Message)
+            .where(
+                Message.workspace_id == workspace_id,
+                Message.session_id == session_id,
+                Message.seq.in_(seqs),
+            )
+            .order_by(Message.seq)
+        )
         return list(rows.scalars().all())
 
     async def recent_conclusions(self, scope: ConclusionScope, limit: int) -> list[Conclusion]:

@@ -143,6 +143,7 @@ class DeriverWorker:
     async def _connect(self) -> None:
         assert self.service is not None
         s = self.settings
+        await self._warm_embedder()
         delay = 0.5
         while True:
             try:
@@ -182,6 +183,16 @@ class DeriverWorker:
                 log.warning("deriver: cannot start consumers yet (%r); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _warm_embedder(self) -> None:
+        """Load a local model before consuming, so the first batch does not pay its ~1 s load
+        (and every event of that batch its lag)."""
+        load = getattr(self.embedder, "load", None)
+        if callable(load):
+            try:
+                await asyncio.to_thread(load)
+            except Exception as exc:  # noqa: BLE001 - the first embed reports it again
+                log.warning("deriver: embedder did not load at start: %r", exc)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -115,9 +115,14 @@ def register_consumers(
         by_event = await service.process_messages(events)
         return {i: by_event.get(e.event_id) for i, (_, e) in enumerate(items)}
 
+    async def summaries(items: list[tuple[RawMessage, Event]]) -> Outcomes:
+        events = [e for _, e in items if isinstance(e, MessageCreated)]
+        by_event = await service.summarize_batch(events)
+        return {i: by_event.get(e.event_id) for i, (_, e) in enumerate(items)}
+
     handlers: list[tuple[ConsumerSpec, BatchHandler]] = [
         (REPRESENTATION, derive),
-        (SUMMARIES, _per_event(service.summarize)),
+        (SUMMARIES, summaries),
         *((spec, _per_event(getattr(service, method))) for spec, method in SIMPLE),
     ]
     durables = []

@@ -143,6 +143,13 @@ def conclusion_payload(c: Conclusion) -> dict[str, Any]:
     }
 
 
+class _Unset:
+    """Marker type of "not given" where ``None`` is a meaningful value."""
+
+
+_UNSET = _Unset()
+
+
 class DeriverService:
     def __init__(
         self,
@@ -183,6 +190,11 @@ class DeriverService:
                 repo = DeriverRepository(db)
                 statuses = await repo.statuses(ids)
                 existing = await repo.existing_messages(ids)
+                # Once per session of the batch, not once per message.
+                configurations = {
+                    key: await repo.configurations(*key)
+                    for key in sorted({(e.workspace_id, e.session_id) for e in ordered})
+                }
         except Exception as exc:  # noqa: BLE001 - every event of the batch retries
             return {e.event_id: classify(exc) for e in ordered}
 
@@ -194,7 +206,9 @@ class DeriverService:
                 continue
             if status != "derived":
                 try:
-                    await self._derive(event)
+                    await self._derive(
+                        event, configurations[(event.workspace_id, event.session_id)]
+                    )
                 except Exception as exc:  # noqa: BLE001 - settled by the failure policy
                     log.warning("derivation of %s failed: %r", event.message_id, exc)
                     results[event.event_id] = classify(exc)
@@ -258,12 +272,15 @@ class DeriverService:
             kind, data = "test", {"workspace_id": event.workspace_id, "event_id": event.event_id}
         await self.webhooks.deliver(urls, kind, data)
 
-    async def _derive(self, event: MessageCreated) -> None:
-        """Observations for every view of the message, committed with the ``derived`` status."""
+    async def _derive(
+        self, event: MessageCreated, cfgs: tuple[dict[str, Any], dict[str, Any]] | None
+    ) -> None:
+        """Observations for every view of the message, committed with the ``derived`` status.
+
+        ``cfgs``: the (workspace, session) configurations, read once per batch."""
         views = observers_of(event)
         async with unit_of_work(self.session_factory) as db:
             repo = DeriverRepository(db)
-            cfgs = await repo.configurations(event.workspace_id, event.session_id)
             contexts = {
                 o: await repo.witnessed_before(
                     event.workspace_id, event.session_id, o, event.seq, CONTEXT_MESSAGES
@@ -390,38 +407,75 @@ class DeriverService:
         return [vectors[t] for t in texts]
 
     # -- summaries -------------------------------------------------------------------------
-    async def summarize(self, event: MessageCreated) -> None:
-        """Create the short / long summary that ends at this message, when one is due."""
+    async def summarize_batch(
+        self, events: Sequence[MessageCreated]
+    ) -> dict[str, BaseException | None]:
+        """:meth:`summarize` for a batch, reading each session's configuration once (most
+        messages end no summary, and then need no other statement); outcome per event id."""
+        try:
+            async with unit_of_work(self.session_factory) as db:
+                repo = DeriverRepository(db)
+                cfgs = {
+                    key: await repo.configurations(*key)
+                    for key in sorted({(e.workspace_id, e.session_id) for e in events})
+                }
+        except Exception as exc:  # noqa: BLE001 - every event of the batch retries
+            return {e.event_id: classify(exc) for e in events}
+        out: dict[str, BaseException | None] = {}
+        for event in events:
+            try:
+                await self.summarize(event, cfgs[(event.workspace_id, event.session_id)])
+                out[event.event_id] = None
+            except Exception as exc:  # noqa: BLE001 - settled per message by the policy
+                out[event.event_id] = classify(exc)
+        return out
+
+    async def summarize(
+        self,
+        event: MessageCreated,
+        configurations: tuple[dict[str, Any], dict[str, Any]] | _Unset | None = _UNSET,
+    ) -> None:
+        """Create the short / long summary that ends at this message, when one is due.
+
+        ``configurations`` (workspace, session) may be passed when already read; ``None``
+        means the session is gone.
+        """
+        cfgs = configurations
+        if isinstance(cfgs, _Unset):
+            async with unit_of_work(self.session_factory) as db:
+                cfgs = await DeriverRepository(db).configurations(
+                    event.workspace_id, event.session_id
+                )
+        if cfgs is None:
+            return  # session deleted since
+        layers = list(cfgs[::-1])
+        if _section(layers, "summary", "enabled") is False:
+            return
+        short_every = int(
+            _section(layers, "summary", "messages_per_short_summary")
+            or self.config.short_summary_every
+        )
+        long_every = int(
+            _section(layers, "summary", "messages_per_long_summary")
+            or self.config.long_summary_every
+        )
+        instructions = _section(layers, "summary", "custom_instructions")
+        candidates = [
+            (kind, budget)
+            for kind, every, budget in (
+                ("short", short_every, self.config.short_summary_tokens),
+                ("long", long_every, self.config.long_summary_tokens),
+            )
+            if event.seq % every == 0
+        ]
+        if not candidates:
+            return
         async with unit_of_work(self.session_factory) as db:
             repo = DeriverRepository(db)
-            cfgs = await repo.configurations(event.workspace_id, event.session_id)
-            if cfgs is None:
-                return  # session deleted since
-            layers = list(cfgs[::-1])
-            if _section(layers, "summary", "enabled") is False:
-                return
-            short_every = int(
-                _section(layers, "summary", "messages_per_short_summary")
-                or self.config.short_summary_every
-            )
-            long_every = int(
-                _section(layers, "summary", "messages_per_long_summary")
-                or self.config.long_summary_every
-            )
-            instructions = _section(layers, "summary", "custom_instructions")
-            due = [
-                (kind, budget)
-                for kind, every, budget in (
-                    ("short", short_every, self.config.short_summary_tokens),
-                    ("long", long_every, self.config.long_summary_tokens),
-                )
-                if event.seq % every == 0
-                and not await repo.summary_exists(
-                    event.workspace_id, event.session_id, kind, event.seq
-                )
-            ]
             plans = []
-            for kind, budget in due:
+            for kind, budget in candidates:
+                if await repo.summary_exists(event.workspace_id, event.session_id, kind, event.seq):
+                    continue
                 previous = await repo.latest_summary(
                     event.workspace_id, event.session_id, kind, event.seq
                 )
