@@ -15,7 +15,7 @@ Nothing else is read, so nothing else can reach the answer — or the prompt of 
 Retrieval
 ---------
 Hybrid search (:class:`~libs.common.retrieval.hybrid.HybridRetriever`: vectors + Postgres full
-text, reciprocal-rank fused, recency as a tie-breaker) over messages and conclusions. The
+text (BM25), score-fused, recency as a tie-breaker) over messages and conclusions. The
 reasoning level sets the depth (evidence items handed to the answerer) and the number of
 retrieval rounds:
 
