@@ -31,8 +31,11 @@ level         depth  rounds
 
 A further round searches again with the question plus the most frequent content words of the
 three best items found so far (query expansion: "breakfast" finds "eggs", the next round finds
-the other egg stories); its hits count half as much as the previous round's. Both answerers
-(extractive and LLM) get the same evidence.
+the other egg stories); its hits count half as much as the previous round's. Scores are absolute
+(see :mod:`libs.common.retrieval.hybrid`), so message and conclusion hits compete on one scale.
+A conclusion whose source messages are all among the chosen evidence is left out (it only
+restates them) and its slot goes to the next item. Both answerers (extractive and LLM) get the
+same evidence.
 
 Time expressions ("yesterday", "last week", "in May") are resolved with
 :func:`~libs.common.retrieval.timeparse.resolve_time_range` against the date of the newest
@@ -285,7 +288,7 @@ class DialecticAnswerer:
         if window is not None:
             inside = [f for f in ranked if window.start <= f.evidence.created_at < window.end]
             ranked = inside or ranked
-        ranked = ranked[: DEPTH[level]]
+        ranked = _without_echoes(ranked, DEPTH[level])[: DEPTH[level]]
         return PreparedChat(
             request=AnswerRequest(
                 question=query.query,
@@ -397,6 +400,21 @@ class DialecticAnswerer:
                 continue
             (message_ids if item.kind == "message" else conclusion_ids).append(item.id)
         return ChatAnswer(content=content, message_ids=message_ids, conclusion_ids=conclusion_ids)
+
+
+def _without_echoes(ranked: list[_Found], depth: int) -> list[_Found]:
+    """``ranked`` minus the conclusions that only restate messages already among the best
+    ``depth`` items (all their sources are there): the slot goes to the next item instead."""
+    shown = {f.row.id for f in ranked[:depth] if isinstance(f.row, Message)}
+    return [
+        f
+        for f in ranked
+        if not (
+            isinstance(f.row, Conclusion)
+            and f.row.source_ids
+            and all(source in shown for source in f.row.source_ids)
+        )
+    ]
 
 
 def _mapped(exc: ReasonerError) -> RapportError:

@@ -46,8 +46,13 @@ def test_bm25_matches_the_formula() -> None:
         norm = BM25_K1 * (1 - BM25_B + BM25_B * length / avg)
         return idf * tf * (BM25_K1 + 1) / (tf + norm)
 
-    assert scores["d1"] == pytest.approx(term(2, 2, 3))
-    assert scores["d2"] == pytest.approx(term(1, 2, 4) + term(2, 1, 4))
+    def idf(df: int) -> float:
+        return math.log(1 + (10 - df + 0.5) / (df + 0.5))
+
+    ceiling = (idf(2) + idf(1)) * (BM25_K1 + 1)
+    assert scores["d1"] == pytest.approx(term(2, 2, 3) / ceiling)
+    assert scores["d2"] == pytest.approx((term(1, 2, 4) + term(2, 1, 4)) / ceiling)
+    assert all(0 < v < 1 for v in scores.values())
 
 
 def test_bm25_rare_term_outweighs_common_one() -> None:
@@ -66,13 +71,21 @@ def test_bm25_without_docs_or_terms_is_empty() -> None:
     assert bm25_scores({"d": {"x": 1}}, ["y"], 10) == {}
 
 
-def test_fuse_is_a_convex_combination_of_normalised_scores() -> None:
-    scores = fuse({"a": 0.8, "b": 0.4}, {"b": 6.0, "c": 3.0})
-    # a: best vector, no text; b: half the best vector, best text; c: text only, so the
-    # vector pool's lowest similarity (0.4) stands in for its cosine.
-    assert scores["a"] == pytest.approx((1 - TEXT_WEIGHT) * 1.0)
-    assert scores["b"] == pytest.approx(TEXT_WEIGHT * 1.0 + (1 - TEXT_WEIGHT) * 0.5)
-    assert scores["c"] == pytest.approx(TEXT_WEIGHT * 0.5 + (1 - TEXT_WEIGHT) * 0.5)
+def test_fuse_is_a_convex_combination_of_absolute_scores() -> None:
+    scores = fuse({"a": 0.8, "b": 0.4}, {"b": 0.6, "c": 0.3})
+    # a: vector only; b: both; c: text only, so the vector pool's lowest similarity (0.4)
+    # stands in for its cosine.
+    assert scores["a"] == pytest.approx((1 - TEXT_WEIGHT) * 0.8)
+    assert scores["b"] == pytest.approx(TEXT_WEIGHT * 0.6 + (1 - TEXT_WEIGHT) * 0.4)
+    assert scores["c"] == pytest.approx(TEXT_WEIGHT * 0.3 + (1 - TEXT_WEIGHT) * 0.4)
+
+
+def test_fuse_scores_are_comparable_between_searches() -> None:
+    # A search whose best hit is weak must not produce a score as high as a strong hit of
+    # another search (per-query max normalisation would give both 1.0).
+    weak = fuse({"w": 0.2}, {"w": 0.1})
+    strong = fuse({"s": 0.7}, {"s": 0.6})
+    assert strong["s"] > weak["w"] * 3
 
 
 def test_fuse_keeps_score_gaps_that_rank_fusion_loses() -> None:
@@ -80,7 +93,7 @@ def test_fuse_keeps_score_gaps_that_rank_fusion_loses() -> None:
     # hit must win (with RRF its rank-1 text score equals a rank-1 vector score).
     vector = {f"v{i}": 0.50 - i * 0.001 for i in range(10)}
     vector["hit"] = 0.45
-    text = {"hit": 12.0, "v9": 1.0}
+    text = {"hit": 0.8, "v9": 0.05}
     scores = fuse(vector, text)
     assert max(scores, key=lambda i: scores[i]) == "hit"
 
@@ -97,7 +110,7 @@ def test_fuse_time_and_recency_boosts() -> None:
 
 def test_fuse_handles_empty_channels() -> None:
     assert fuse({}, {}) == {}
-    assert fuse({}, {"x": 2.0}) == {"x": pytest.approx(TEXT_WEIGHT)}
+    assert fuse({}, {"x": 0.5}) == {"x": pytest.approx(TEXT_WEIGHT * 0.5)}
 
 
 def test_message_index_text_names_the_speaker() -> None:

@@ -17,12 +17,14 @@ Channels
   a common word matches. Term statistics (document frequencies, lengths) are taken over the
   candidates, the collection size over the scope (counted up to ``SCOPE_COUNT_CAP``).
 
-Ranking: a convex combination of the two channels' scores, each divided by its best score in
-this query: ``TEXT_WEIGHT * bm25 + (1 - TEXT_WEIGHT) * cosine``; an item the vector channel
+Ranking: a convex combination of the two channels' absolute scores,
+``TEXT_WEIGHT * bm25 + (1 - TEXT_WEIGHT) * cosine``, where bm25 is divided by the query's
+ceiling (:func:`bm25_scores`), so both lie in [0, 1] and a score means the same in every search
+(the dialectic merges message and conclusion searches by score); an item the vector channel
 did not return counts with the pool's lowest similarity. Reciprocal-rank fusion was measured
-worse on LoCoMo (it throws away how far apart the scores are; ``bench/README.md``). Then two
-small boosts: hits inside a time range resolved from the query ("yesterday", "in May"), and
-recency as a tie-breaker.
+worse on LoCoMo (it throws away how far apart the scores are; ``bench/README.md``), and so was
+dividing each channel by its best score in the query. Then two small boosts: hits inside a
+time range resolved from the query ("yesterday", "in May"), and recency as a tie-breaker.
 """
 
 from __future__ import annotations
@@ -108,9 +110,11 @@ def bm25_scores(
     collection_size: int,
     known_df: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Okapi BM25 of each document (id → {lexeme: count}) for ``terms``; statistics over
-    ``docs`` (document frequencies not in ``known_df``), with ``collection_size`` rows in the
-    collection (≥ len(docs))."""
+    """Okapi BM25 of each document (id → {lexeme: count}) for ``terms``, divided by the
+    query's ceiling (the sum over its matched terms of idf * (k1 + 1), what an endless
+    document made of them would score): a value in [0, 1) that is comparable between queries
+    and collections. Statistics over ``docs`` (document frequencies not in ``known_df``),
+    with ``collection_size`` rows in the collection (≥ len(docs))."""
     if not docs or not terms:
         return {}
     n = max(collection_size, len(docs))
@@ -121,12 +125,15 @@ def bm25_scores(
         if t in df:
             df[t] = max(df[t], f)
     idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+    ceiling = sum(idf.values()) * (BM25_K1 + 1.0)
+    if ceiling <= 0:
+        return {}
     scores: dict[str, float] = {}
     for i, d in docs.items():
         norm = BM25_K1 * (1.0 - BM25_B + BM25_B * lengths[i] / avg)
         s = sum(idf[t] * d[t] * (BM25_K1 + 1.0) / (d[t] + norm) for t in idf if t in d)
         if s > 0:
-            scores[i] = s
+            scores[i] = s / ceiling
     return scores
 
 
@@ -225,17 +232,13 @@ def fuse(
     in_window: set[str] | None = None,
     recency_order: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Convex combination of the max-normalised channel scores, plus the time and recency
-    boosts (see the module docstring)."""
-    top_v = max(vector_scores.values(), default=0.0)
-    top_t = max(text_scores.values(), default=0.0)
+    """Convex combination of the channels' absolute scores (cosine similarity, BM25 over its
+    ceiling), plus the time and recency boosts (see the module docstring)."""
     floor_v = min(vector_scores.values(), default=0.0)
     scores: dict[str, float] = {}
     for item in vector_scores.keys() | text_scores.keys():
-        cos = vector_scores.get(item, floor_v)
-        v = max(cos, 0.0) / top_v if top_v > 0 else 0.0
-        t = text_scores.get(item, 0.0) / top_t if top_t > 0 else 0.0
-        scores[item] = TEXT_WEIGHT * t + (1.0 - TEXT_WEIGHT) * v
+        cos = max(vector_scores.get(item, floor_v), 0.0)
+        scores[item] = TEXT_WEIGHT * text_scores.get(item, 0.0) + (1.0 - TEXT_WEIGHT) * cos
     for item in in_window or ():
         if item in scores:
             scores[item] += TIME_BOOST
@@ -256,14 +259,17 @@ async def full_text_scores(
 ) -> dict[str, float]:
     """The ``limit`` best BM25 scores (id → score) of the rows matching ``conds`` for
     ``query``, over a bounded candidate set (see the module docstring)."""
-    lexemes_row = await db.execute(
-        select(cast(func.to_tsvector(literal_column("'english'"), query), Text))
+    scope_rows = select(literal_column("1")).where(*conds).limit(SCOPE_COUNT_CAP).subquery()
+    stats = await db.execute(
+        select(
+            cast(func.to_tsvector(literal_column("'english'"), query), Text),
+            select(func.count()).select_from(scope_rows).scalar_subquery(),
+        )
     )
-    terms = list(parse_tsvector(lexemes_row.scalar_one() or ""))
+    lexemes, collection = stats.one()
+    terms = list(parse_tsvector(lexemes or ""))
     if not terms:
         return {}
-    scope_rows = select(literal_column("1")).where(*conds).limit(SCOPE_COUNT_CAP).subquery()
-    collection = (await db.execute(select(func.count()).select_from(scope_rows))).scalar_one()
     matching = list(terms)
     docs: dict[str, dict[str, int]] = {}
     #: Dropped (too frequent) lexemes: their frequency estimated from the larger sample.
