@@ -271,6 +271,7 @@ async def main_async(args: argparse.Namespace) -> None:
                             "bm25": base_hits,
                         }
                         dump.write(json.dumps(record) + "\n")
+                        dump.flush()
                     scores["dialectic_evidence_items"][cat].append(float(len(ev_ids)))
             per_conv.append(
                 {

@@ -18,6 +18,7 @@ from libs.common.retrieval.hybrid import (
     fuse,
     message_index_text,
     parse_tsvector,
+    term_counts,
     tsquery_any,
 )
 
@@ -49,7 +50,7 @@ def test_bm25_matches_the_formula() -> None:
     def idf(df: int) -> float:
         return math.log(1 + (10 - df + 0.5) / (df + 0.5))
 
-    ceiling = (idf(2) + idf(1)) * (BM25_K1 + 1)
+    ceiling = (idf(2) + idf(1)) * (BM25_K1 + 1)  # both terms occur
     assert scores["d1"] == pytest.approx(term(2, 2, 3) / ceiling)
     assert scores["d2"] == pytest.approx((term(1, 2, 4) + term(2, 1, 4)) / ceiling)
     assert all(0 < v < 1 for v in scores.values())
@@ -63,6 +64,25 @@ def test_bm25_rare_term_outweighs_common_one() -> None:
     # known_df raises a term's frequency (a dropped common lexeme): its weight falls.
     lowered = bm25_scores(docs, ["like", "pottery"], 100, known_df={"like": 90.0})
     assert lowered["c0"] < scores["c0"]
+
+
+def test_bm25_term_no_document_has_lowers_every_score() -> None:
+    docs = {"d1": {"melani": 1, "camp": 1}, "d2": {"melani": 1}}
+    both = bm25_scores(docs, ["melani", "camp"], 50)
+    name_only = bm25_scores({"d2": {"melani": 1}}, ["melani", "camp"], 50)
+    # In a collection without "camp", a document matching only the name is a weak match,
+    # not a perfect one.
+    assert name_only["d2"] < 0.5
+    assert both["d1"] > name_only["d2"]
+
+
+def test_term_counts_scans_a_tsvector() -> None:
+    tsv = "'caroline':1 'paint':3,9 'sunris':4 'o''brien':7 'x''paint':8"
+    counts, length = term_counts(tsv, ["paint", "o'brien", "caroline", "nope", "brien"])
+    assert counts == {"paint": 2, "o'brien": 1, "caroline": 1}
+    assert length == 6
+    assert term_counts("", ["a"]) == ({}, 1)
+    assert term_counts("'a' 'b'", ["b"]) == ({"b": 1}, 2)
 
 
 def test_bm25_without_docs_or_terms_is_empty() -> None:

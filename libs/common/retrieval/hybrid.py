@@ -71,7 +71,7 @@ TEXT_WEIGHT = 0.5
 VECTOR_POOL = 60
 TEXT_POOL = 60
 #: Most rows the full-text channel scores per query (see the module docstring).
-TEXT_CANDIDATES = 1000
+TEXT_CANDIDATES = 500
 #: The collection size of the BM25 statistics is counted up to this many rows.
 SCOPE_COUNT_CAP = 20000
 BM25_K1 = 1.2
@@ -99,6 +99,31 @@ def parse_tsvector(text: str) -> dict[str, int]:
     return out
 
 
+def term_counts(tsv: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Occurrences of each of ``terms`` in the text form of a tsvector made by
+    ``to_tsvector`` (``'a':1,3 'b':2``: entries separated by one space, lexemes without
+    spaces), and the document's length (all its positions) — string scans, no full parse."""
+    if not tsv:
+        return {}, 1
+    counts: dict[str, int] = {}
+    for term in terms:
+        quoted = "'" + term.replace("'", "''") + "'"
+        at = -1
+        while True:
+            at = tsv.find(quoted, at + 1)
+            if at < 0 or at == 0 or tsv[at - 1] == " ":
+                break
+        end = at + len(quoted)
+        if at < 0 or (end < len(tsv) and tsv[end] not in ": "):
+            continue
+        if end < len(tsv) and tsv[end] == ":":
+            stop = tsv.find(" ", end)
+            counts[term] = tsv.count(",", end, stop if stop >= 0 else len(tsv)) + 1
+        else:
+            counts[term] = 1
+    return counts, tsv.count(" ") + 1 + tsv.count(",")
+
+
 def tsquery_any(lexemes: Sequence[str]) -> str:
     """The tsquery text matching any of ``lexemes`` (already normalised, quoted verbatim)."""
     return " | ".join("'" + lex.replace("'", "''") + "'" for lex in lexemes)
@@ -109,12 +134,14 @@ def bm25_scores(
     terms: Sequence[str],
     collection_size: int,
     known_df: dict[str, float] | None = None,
+    lengths: dict[str, int] | None = None,
 ) -> dict[str, float]:
     """Okapi BM25 of each document (id → {lexeme: count}) for ``terms``, divided by the
-    query's ceiling (the sum over its matched terms of idf * (k1 + 1), what an endless
-    document made of them would score): a value in [0, 1) that is comparable between queries
-    and collections. Statistics over ``docs`` (document frequencies not in ``known_df``),
-    with ``collection_size`` rows in the collection (≥ len(docs))."""
+    query's ceiling (the sum over its terms of idf * (k1 + 1), what an endless document made
+    of them would score; a term no document has counts with the highest idf): a value in
+    [0, 1) that is comparable between queries and collections. Statistics over ``docs``
+    (document frequencies not in ``known_df``), with ``collection_size`` rows in the
+    collection (≥ len(docs))."""
     if not docs or not terms:
         return {}
     n = max(collection_size, len(docs))
@@ -125,7 +152,10 @@ def bm25_scores(
         if t in df:
             df[t] = max(df[t], f)
     idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-    ceiling = sum(idf.values()) * (BM25_K1 + 1.0)
+    # A term no document has still counts in the ceiling, with the highest idf: a document
+    # matching only the query's other words is that much less of a match.
+    absent = math.log(1.0 + (n + 0.5) / 0.5) * len(set(terms) - idf.keys())
+    ceiling = (sum(idf.values()) + absent) * (BM25_K1 + 1.0)
     if ceiling <= 0:
         return {}
     scores: dict[str, float] = {}
@@ -272,6 +302,7 @@ async def full_text_scores(
         return {}
     matching = list(terms)
     docs: dict[str, dict[str, int]] = {}
+    lengths: dict[str, int] = {}
     #: Dropped (too frequent) lexemes: their frequency estimated from the larger sample.
     known_df: dict[str, float] = {}
     while matching:
@@ -281,14 +312,16 @@ async def full_text_scores(
             .where(*conds, tsv_col.op("@@")(tsq))
             .limit(TEXT_CANDIDATES)
         )
-        docs = {str(i): parse_tsvector(v or "") for i, v in rows.all()}
+        docs, lengths = {}, {}
+        for i, v in rows.all():
+            docs[str(i)], lengths[str(i)] = term_counts(v or "", terms)
         if len(docs) < TEXT_CANDIDATES or len(matching) == 1:
             break
         seen = Counter(t for d in docs.values() for t in matching if t in d)
         common = max(matching, key=lambda t: seen[t])
         matching.remove(common)
         known_df[common] = max(seen[common], seen[common] / len(docs) * collection)
-    scores = bm25_scores(docs, terms, int(collection), known_df)
+    scores = bm25_scores(docs, terms, int(collection), known_df, lengths)
     best = sorted(scores, key=lambda i: scores[i], reverse=True)[:limit]
     return {i: scores[i] for i in best}
 
