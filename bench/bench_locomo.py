@@ -224,6 +224,8 @@ async def main_async(args: argparse.Namespace) -> None:
             bm25 = BM25([f"{t['speaker']}: {turn_text(t)}" for t in turns])
             asker = slug(conv["speaker_a"])
             asked = 0
+            if args.ingest_only:
+                continue
             async with httpx.AsyncClient(base_url=base, timeout=120) as http:
                 for qa in sample["qa"]:
                     cat = qa.get("category")
@@ -284,6 +286,9 @@ async def main_async(args: argparse.Namespace) -> None:
             )
     if dump is not None:
         dump.close()
+    if args.ingest_only:
+        print(f"ingested: {per_conv}")
+        return
     table: dict[str, dict[str, float]] = {}
     for metric, by_cat in scores.items():
         row = {CATEGORIES[c]: round(sum(v) / len(v), 3) for c, v in sorted(by_cat.items())}
@@ -319,6 +324,9 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=0, help="index of the first conversation")
     parser.add_argument("--state", help="JSON file of ingested conversations (reused if present)")
     parser.add_argument("--dump", help="write one JSON line per question to this file")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="ingest (into --state) and ask nothing"
+    )
     parser.add_argument("--derive-timeout", type=float, default=900.0)
     common.run(lambda: main_async(parser.parse_args()))
 

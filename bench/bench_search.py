@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -198,6 +199,22 @@ async def raw_knn(infra: common.Infra, ws: str, requests: int) -> dict[str, Any]
     return common.summary_ms(samples)
 
 
+def server_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by the server under test — this process's
+    ``python -m allinone`` child. Unlike wall-clock latency it hardly depends on what else
+    the (shared) machine runs; Postgres' own CPU is not in it."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[1] == me and b"allinone" in cmdline:
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
 async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         for i in range(10):  # warm-up
@@ -205,6 +222,7 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
                 f"/v3/workspaces/{ws}/peers/bob/chat",
                 json={"query": QUERIES[i % len(QUERIES)], "target": "alice"},
             )
+        cpu0 = server_cpu_s()
         search = await common.timed_loop(
             lambda i: http.post(
                 f"/v3/workspaces/{ws}/conclusions/query",
@@ -217,6 +235,7 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
             requests=requests,
             max_seconds=90,
         )
+        cpu1 = server_cpu_s()
         chat = await common.timed_loop(
             lambda i: http.post(
                 f"/v3/workspaces/{ws}/peers/bob/chat",
@@ -225,6 +244,7 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
             requests=requests,
             max_seconds=90,
         )
+        cpu2 = server_cpu_s()
         sample = await http.post(
             f"/v3/workspaces/{ws}/peers/bob/chat",
             json={"query": QUERIES[0], "target": "alice"},
@@ -232,6 +252,10 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
     return {
         "search_ms": common.summary_ms(search.samples),
         "dialectic_ms": common.summary_ms(chat.samples),
+        "server_cpu_ms_per_request": {
+            "search": round((cpu1 - cpu0) * 1000 / max(len(search.samples), 1), 2),
+            "dialectic": round((cpu2 - cpu1) * 1000 / max(len(chat.samples), 1), 2),
+        },
         "dialectic_sample_answer": sample.json().get("content", "")[:300],
     }
 
