@@ -73,7 +73,7 @@ TEXT_POOL = 60
 #: Most rows the full-text channel scores per query (see the module docstring).
 TEXT_CANDIDATES = 500
 #: The collection size of the BM25 statistics is counted up to this many rows.
-SCOPE_COUNT_CAP = 20000
+SCOPE_COUNT_CAP = 5000
 BM25_K1 = 1.2
 BM25_B = 0.75
 #: Added to the fused score (at most 1.0) of an item inside the query's time range.
