@@ -38,8 +38,8 @@ messages (the extractive reasoner writes "you" as the other peer's name), so one
 single name with the question scored as high as the message that answers it; the weight was
 chosen on LoCoMo conversation conv-26 (dialectic evidence recall 0.53 → 0.65 there) and
 checked on held-out conversations (``bench/README.md``). A conclusion whose source messages
-are all among the chosen evidence is left out (it only restates them) and its slot goes to
-the next item. Both answerers (extractive and LLM) get the same evidence.
+are all among the chosen evidence gives its slot to the next item that does not restate them
+(when there is one). Both answerers (extractive and LLM) get the same evidence.
 
 Time expressions ("yesterday", "last week", "in May") are resolved with
 :func:`~libs.common.retrieval.timeparse.resolve_time_range` against the date of the newest
@@ -411,18 +411,23 @@ class DialecticAnswerer:
 
 
 def _without_echoes(ranked: list[_Found], depth: int) -> list[_Found]:
-    """``ranked`` minus the conclusions that only restate messages already among the best
-    ``depth`` items (all their sources are there): the slot goes to the next item instead."""
+    """``ranked`` (best first) where the conclusions that only restate messages already among
+    the best ``depth`` items (all their sources are there) give their slot to the next
+    non-restating items — only as far as there are such items: with fewer candidates than
+    ``depth`` nothing is dropped."""
     shown = {f.row.id for f in ranked[:depth] if isinstance(f.row, Message)}
-    return [
-        f
-        for f in ranked
-        if not (
+
+    def echo(f: _Found) -> bool:
+        return (
             isinstance(f.row, Conclusion)
-            and f.row.source_ids
+            and bool(f.row.source_ids)
             and all(source in shown for source in f.row.source_ids)
         )
-    ]
+
+    kept = [f for f in ranked if not echo(f)]
+    echoes = [f for f in ranked if echo(f)][: max(0, depth - len(kept))]
+    restored = {id(f) for f in kept + echoes}
+    return [f for f in ranked if id(f) in restored]
 
 
 def _mapped(exc: ReasonerError) -> RapportError:

@@ -52,3 +52,11 @@ def test_message_beyond_the_depth_does_not_hide_a_conclusion() -> None:
     # m2 is not among the best 2, so c1 (restating m2) is the better evidence and stays.
     ranked = [msg("m1", 0.9), concl("c1", ["m2"], 0.8), msg("m2", 0.1)]
     assert ids(_without_echoes(ranked, 2)[:2]) == ["m1", "c1"]
+
+
+def test_echo_stays_when_nothing_else_would_take_its_slot() -> None:
+    ranked = [msg("m1", 0.9), concl("c1", ["m1"], 0.8)]
+    assert ids(_without_echoes(ranked, 5)) == ["m1", "c1"]
+    # one spare slot beyond the non-echo items: the best echo keeps it, in rank order
+    ranked = [msg("m1", 0.9), concl("c1", ["m1"], 0.8), concl("c2", ["m1"], 0.7), msg("m2", 0.6)]
+    assert ids(_without_echoes(ranked, 3)) == ["m1", "c1", "m2"]
