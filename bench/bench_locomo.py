@@ -12,7 +12,7 @@ For each question of categories 1-4 (5, adversarial, is skipped as in LoCoMo's o
 scoring), with the first speaker as the asker's perspective (both speakers witnessed every
 turn, so this is the whole conversation):
 
-* ``search``: ``POST /v3/workspaces/{w}/search`` (hybrid: vectors + full text, rank-fused),
+* ``search``: ``POST /v3/workspaces/{w}/search`` (hybrid: vectors + BM25 full text, score-fused),
   ``limit`` 10, ``peer_perspective`` = first speaker; recall@k over the top k hits;
 * ``dialectic``: ``POST /v3/workspaces/{w}/peers/{first speaker}/chat`` at reasoning level
   ``medium`` (10 evidence items, 2 rounds) with ``include_evidence``: the evidence's messages
@@ -23,6 +23,14 @@ Evidence ids that are malformed or name no turn are dropped; a question left wit
 is skipped.
 
     python -m bench.bench_locomo [--data /work/shared/data/locomo10.json] [--conversations 3]
+        [--start 0] [--state FILE] [--dump FILE]
+
+Evaluation loop (for retrieval work): ``--state FILE`` records each ingested conversation
+(workspace and message id → turn id); a later run with the same ``--state`` reuses those
+workspaces instead of ingesting again and only re-asks the questions (a change of how
+messages are *indexed* needs a fresh ingest: use a new state file). ``--dump FILE`` writes one
+JSON line per question (category, question, evidence, what each method returned) for the
+analysis of misses.
 """
 
 from __future__ import annotations
@@ -176,7 +184,12 @@ def recall(found: list[str], gold: set[str], k: int) -> float:
 
 async def main_async(args: argparse.Namespace) -> None:
     data = json.loads(Path(args.data).read_text())  # noqa: ASYNC240 - once, before any I/O
-    samples = data[: args.conversations]
+    samples = data[args.start : args.start + args.conversations]
+    state_path = Path(args.state) if args.state else None
+    state: dict[str, Any] = (
+        json.loads(state_path.read_text()) if state_path and state_path.exists() else {}
+    )
+    dump = Path(args.dump).open("w") if args.dump else None  # noqa: SIM115, ASYNC230
     infra = common.infra_up()
     stamp = int(time.time())
     scores: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -191,17 +204,28 @@ async def main_async(args: argparse.Namespace) -> None:
     with common.server(infra, deriver=True, **stream_env) as base:
         for sample in samples:
             conv = sample["conversation"]
-            ws = f"locomo-{slug(sample['sample_id'])}-{stamp}"
-            t0 = time.monotonic()
-            by_id = await ingest(base, ws, sample)
-            t_ingest = time.monotonic() - t0
-            t_derive = await wait_derived(infra.dsn, ws, len(by_id), args.derive_timeout)
-            print(f"{ws}: {len(by_id)} turns, ingest {t_ingest:.1f} s, derive {t_derive:.1f} s")
+            known = state.get(sample["sample_id"])
+            if known is not None:
+                ws, by_id = known["ws"], known["by_id"]
+                t_ingest = t_derive = 0.0
+                print(f"{ws}: {len(by_id)} turns, reused (no ingest)")
+            else:
+                ws = f"locomo-{slug(sample['sample_id'])}-{stamp}"
+                t0 = time.monotonic()
+                by_id = await ingest(base, ws, sample)
+                t_ingest = time.monotonic() - t0
+                t_derive = await wait_derived(infra.dsn, ws, len(by_id), args.derive_timeout)
+                print(f"{ws}: {len(by_id)} turns, ingest {t_ingest:.1f} s, derive {t_derive:.1f} s")
+                if state_path is not None:
+                    state[sample["sample_id"]] = {"ws": ws, "by_id": by_id}
+                    state_path.write_text(json.dumps(state))
             turns = [t for _, _, ts in sessions_of(conv) for t in ts]
             turn_ids = {t["dia_id"] for t in turns}
             bm25 = BM25([f"{t['speaker']}: {turn_text(t)}" for t in turns])
             asker = slug(conv["speaker_a"])
             asked = 0
+            if args.ingest_only:
+                continue
             async with httpx.AsyncClient(base_url=base, timeout=120) as http:
                 for qa in sample["qa"]:
                     cat = qa.get("category")
@@ -238,6 +262,18 @@ async def main_async(args: argparse.Namespace) -> None:
                         for k in (5, 10):
                             scores[f"{key}@{k}"][cat].append(recall(found, gold, k))
                     scores["dialectic@evidence"][cat].append(len(gold & ev_ids) / len(gold))
+                    if dump is not None:
+                        record = {
+                            "sample_id": sample["sample_id"],
+                            "category": CATEGORIES[cat],
+                            "question": q,
+                            "evidence": sorted(gold),
+                            "search": hits,
+                            "dialectic": sorted(ev_ids),
+                            "bm25": base_hits,
+                        }
+                        dump.write(json.dumps(record) + "\n")
+                        dump.flush()
                     scores["dialectic_evidence_items"][cat].append(float(len(ev_ids)))
             per_conv.append(
                 {
@@ -248,6 +284,11 @@ async def main_async(args: argparse.Namespace) -> None:
                     "derive_s": round(t_derive, 1),
                 }
             )
+    if dump is not None:
+        dump.close()
+    if args.ingest_only:
+        print(f"ingested: {per_conv}")
+        return
     table: dict[str, dict[str, float]] = {}
     for metric, by_cat in scores.items():
         row = {CATEGORIES[c]: round(sum(v) / len(v), 3) for c, v in sorted(by_cat.items())}
@@ -279,6 +320,12 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA, help="path of locomo10.json")
     parser.add_argument(
         "--conversations", type=int, default=10, help="use the first N conversations"
+    )
+    parser.add_argument("--start", type=int, default=0, help="index of the first conversation")
+    parser.add_argument("--state", help="JSON file of ingested conversations (reused if present)")
+    parser.add_argument("--dump", help="write one JSON line per question to this file")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="ingest (into --state) and ask nothing"
     )
     parser.add_argument("--derive-timeout", type=float, default=900.0)
     common.run(lambda: main_async(parser.parse_args()))

@@ -10,15 +10,22 @@ distinct facts the texts repeat with a numbered suffix and reuse the fact's vect
 Baseline, same run: the bare pgvector k-NN query (``ORDER BY embedding <=> q LIMIT 10`` in the
 workspace, psycopg, query vector precomputed) — the floor of the vector channel alone.
 
-    python -m bench.bench_search [--sizes 10000,100000] [--requests 200]
+    python -m bench.bench_search [--sizes 10000,100000] [--requests 200] [--state FILE]
+
+``--state FILE`` records the seeded workspace of each size; a later run with the same file
+reuses it instead of seeding again (seeding 100k takes minutes; the seeded rows do not depend
+on the retrieval code, only on the schema).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,6 +199,22 @@ async def raw_knn(infra: common.Infra, ws: str, requests: int) -> dict[str, Any]
     return common.summary_ms(samples)
 
 
+def server_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by the server under test — this process's
+    ``python -m allinone`` child. Unlike wall-clock latency it hardly depends on what else
+    the (shared) machine runs; Postgres' own CPU is not in it."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[1] == me and b"allinone" in cmdline:
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
 async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         for i in range(10):  # warm-up
@@ -199,6 +222,7 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
                 f"/v3/workspaces/{ws}/peers/bob/chat",
                 json={"query": QUERIES[i % len(QUERIES)], "target": "alice"},
             )
+        cpu0 = server_cpu_s()
         search = await common.timed_loop(
             lambda i: http.post(
                 f"/v3/workspaces/{ws}/conclusions/query",
@@ -211,6 +235,7 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
             requests=requests,
             max_seconds=90,
         )
+        cpu1 = server_cpu_s()
         chat = await common.timed_loop(
             lambda i: http.post(
                 f"/v3/workspaces/{ws}/peers/bob/chat",
@@ -219,6 +244,7 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
             requests=requests,
             max_seconds=90,
         )
+        cpu2 = server_cpu_s()
         sample = await http.post(
             f"/v3/workspaces/{ws}/peers/bob/chat",
             json={"query": QUERIES[0], "target": "alice"},
@@ -226,6 +252,10 @@ async def measure(base: str, ws: str, requests: int) -> dict[str, Any]:
     return {
         "search_ms": common.summary_ms(search.samples),
         "dialectic_ms": common.summary_ms(chat.samples),
+        "server_cpu_ms_per_request": {
+            "search": round((cpu1 - cpu0) * 1000 / max(len(search.samples), 1), 2),
+            "dialectic": round((cpu2 - cpu1) * 1000 / max(len(chat.samples), 1), 2),
+        },
         "dialectic_sample_answer": sample.json().get("content", "")[:300],
     }
 
@@ -244,13 +274,25 @@ async def main_async(args: argparse.Namespace) -> None:
         },
         "sizes": {},
     }
+    state_path = Path(args.state) if args.state else None
+    state: dict[str, Any] = (
+        json.loads(state_path.read_text()) if state_path and state_path.exists() else {}
+    )
     with common.server(infra, deriver=False) as base:
         for n in sizes:
-            ws = f"bench-search-{n}-{stamp}"
-            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-                await common.setup_session(http, ws, "s", ["alice", "bob"])
-            took = await seed(infra, ws, n, args.embed_pool)
-            print(f"seeded {n} observations: {took}")
+            known = state.get(str(n))
+            if known is not None:
+                ws, took = known["ws"], {"reused": known["seed"]}
+                print(f"reusing {ws} ({n} observations)")
+            else:
+                ws = f"bench-search-{n}-{stamp}"
+                async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                    await common.setup_session(http, ws, "s", ["alice", "bob"])
+                took = await seed(infra, ws, n, args.embed_pool)
+                print(f"seeded {n} observations: {took}")
+                if state_path is not None:
+                    state[str(n)] = {"ws": ws, "seed": took}
+                    state_path.write_text(json.dumps(state))
             row = await measure(base, ws, args.requests)
             row["seed"] = took
             row["raw_knn_ms"] = await raw_knn(infra, ws, args.requests)
@@ -267,6 +309,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--embed-pool", type=int, default=10000)
+    parser.add_argument("--state", help="JSON file of seeded workspaces (reused if present)")
     common.run(lambda: main_async(parser.parse_args()))
 
 

@@ -182,9 +182,12 @@ class Message(Base):
     metadata_: Mapped[Json] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     configuration: Mapped[Json] = _json()
     token_count: Mapped[int] = mapped_column(Integer)
-    #: Full-text vector of ``content``, computed by Postgres at insert (never written by us).
+    #: Full-text vector of the speaker and ``content``, computed by Postgres at insert (never
+    #: written by us; migration 0004).
     content_tsv: Mapped[Any] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('english', content)", persisted=True), deferred=True
+        TSVECTOR,
+        Computed("to_tsvector('english', peer_id || ' ' || content)", persisted=True),
+        deferred=True,
     )
     #: Client-settable (imports keep their original time); defaults to the insert time.
     created_at: Mapped[datetime] = _now()

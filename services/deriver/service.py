@@ -48,6 +48,7 @@ from libs.common.reasoning.port import (
     TranscriptLine,
     TransientReasonerError,
 )
+from libs.common.retrieval.hybrid import message_index_text
 from libs.common.tokens import count_tokens_many
 from libs.common.vectorstore import (
     CONCLUSION_VECTORS,
@@ -366,7 +367,9 @@ class DeriverService:
             conclusions = await DeriverRepository(db).conclusions_from_messages(
                 [e.message_id for e in events]
             )
-        texts = [e.content for e in events] + [c.content for c in conclusions]
+        texts = [message_index_text(e.peer_id, e.content) for e in events] + [
+            c.content for c in conclusions
+        ]
         vectors = await self._embed(texts)
         message_records = [
             VectorRecord(id=e.message_id, vector=v, payload=message_payload(e))

@@ -15,7 +15,7 @@ Nothing else is read, so nothing else can reach the answer — or the prompt of 
 Retrieval
 ---------
 Hybrid search (:class:`~libs.common.retrieval.hybrid.HybridRetriever`: vectors + Postgres full
-text, reciprocal-rank fused, recency as a tie-breaker) over messages and conclusions. The
+text (BM25), score-fused, recency as a tie-breaker) over messages and conclusions. The
 reasoning level sets the depth (evidence items handed to the answerer) and the number of
 retrieval rounds:
 
@@ -31,8 +31,15 @@ level         depth  rounds
 
 A further round searches again with the question plus the most frequent content words of the
 three best items found so far (query expansion: "breakfast" finds "eggs", the next round finds
-the other egg stories); its hits count half as much as the previous round's. Both answerers
-(extractive and LLM) get the same evidence.
+the other egg stories); its hits count half as much as the previous round's. Scores are absolute
+(see :mod:`libs.common.retrieval.hybrid`), so message and conclusion hits compete on one scale;
+a conclusion's counts ``CONCLUSION_WEIGHT`` (0.6) of it. Conclusions are short restatements of
+messages (the extractive reasoner writes "you" as the other peer's name), so one that shares a
+single name with the question scored as high as the message that answers it; the weight was
+chosen on LoCoMo conversation conv-26 (dialectic evidence recall 0.53 → 0.65 there) and
+checked on held-out conversations (``bench/README.md``). A conclusion whose source messages
+are all among the chosen evidence gives its slot to the next item that does not restate them
+(when there is one). Both answerers (extractive and LLM) get the same evidence.
 
 Time expressions ("yesterday", "last week", "in May") are resolved with
 :func:`~libs.common.retrieval.timeparse.resolve_time_range` against the date of the newest
@@ -92,6 +99,8 @@ ROUNDS: dict[ReasoningLevel, int] = {"minimal": 1, "low": 1, "medium": 2, "high"
 EXPANSION_SOURCES = 3
 EXPANSION_TERMS = 8
 NEXT_ROUND_WEIGHT = 0.5
+#: A conclusion hit counts this much of a message hit with the same score (module docstring).
+CONCLUSION_WEIGHT = 0.6
 CITE_COVERAGE = 0.6
 
 RESPONSE_FORMAT_NEEDS_LLM = (
@@ -285,7 +294,7 @@ class DialecticAnswerer:
         if window is not None:
             inside = [f for f in ranked if window.start <= f.evidence.created_at < window.end]
             ranked = inside or ranked
-        ranked = ranked[: DEPTH[level]]
+        ranked = _without_echoes(ranked, DEPTH[level])[: DEPTH[level]]
         return PreparedChat(
             request=AnswerRequest(
                 question=query.query,
@@ -362,6 +371,8 @@ class DialecticAnswerer:
         else:  # pragma: no cover - the retriever returns only these
             return
         score = hit.score * weight
+        if isinstance(item, Conclusion):
+            score *= CONCLUSION_WEIGHT
         known = pool.get(key)
         if known is None:
             pool[key] = _Found(evidence=evidence, row=item, score=score)
@@ -397,6 +408,26 @@ class DialecticAnswerer:
                 continue
             (message_ids if item.kind == "message" else conclusion_ids).append(item.id)
         return ChatAnswer(content=content, message_ids=message_ids, conclusion_ids=conclusion_ids)
+
+
+def _without_echoes(ranked: list[_Found], depth: int) -> list[_Found]:
+    """``ranked`` (best first) where the conclusions that only restate messages already among
+    the best ``depth`` items (all their sources are there) give their slot to the next
+    non-restating items — only as far as there are such items: with fewer candidates than
+    ``depth`` nothing is dropped."""
+    shown = {f.row.id for f in ranked[:depth] if isinstance(f.row, Message)}
+
+    def echo(f: _Found) -> bool:
+        return (
+            isinstance(f.row, Conclusion)
+            and bool(f.row.source_ids)
+            and all(source in shown for source in f.row.source_ids)
+        )
+
+    kept = [f for f in ranked if not echo(f)]
+    echoes = [f for f in ranked if echo(f)][: max(0, depth - len(kept))]
+    restored = {id(f) for f in kept + echoes}
+    return [f for f in ranked if id(f) in restored]
 
 
 def _mapped(exc: ReasonerError) -> RapportError:
