@@ -6,7 +6,7 @@ import argparse
 
 from allinone.app import AllInOneSettings, create_app
 from libs.common.migrate import upgrade_to_head
-from libs.common.serving import serve
+from libs.common.serving import serve_with
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
     if not args.no_migrate:
         upgrade_to_head(settings.database_url)
-    return serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_grace_s=settings.shutdown_grace_s,
-        keep_alive_s=settings.http_keep_alive_s,
-    )
+    return serve_with(create_app(settings), settings)
 
 
 if __name__ == "__main__":

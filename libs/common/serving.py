@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 
+from libs.common.settings import HttpSettings
+
 
 class _Stopped(SystemExit):
     """Raised by the SIGTERM handler once uvicorn has shut down cleanly."""
@@ -44,3 +46,14 @@ def serve(
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def serve_with(app: Any, settings: HttpSettings) -> int:
+    """:func:`serve` with a service's HTTP settings (bind address, grace, keep-alive)."""
+    return serve(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_grace_s=settings.shutdown_grace_s,
+        keep_alive_s=settings.http_keep_alive_s,
+    )

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from libs.common.serving import serve
+from libs.common.serving import serve_with
 from services.console.app import ConsoleAppSettings, create_app
 
 
 def main() -> int:
     settings = ConsoleAppSettings()
-    return serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_grace_s=settings.shutdown_grace_s,
-        keep_alive_s=settings.http_keep_alive_s,
-    )
+    return serve_with(create_app(settings), settings)
 
 
 if __name__ == "__main__":
