@@ -8,7 +8,7 @@ unreachable API) render an explanatory page with the API's status, never a stack
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 from fastapi import APIRouter, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.responses import StreamingResponse
 
@@ -52,7 +54,42 @@ class ConsoleState:
     clients: ApiClients
 
 
-router = APIRouter(prefix=PREFIX, include_in_schema=False)
+class _PageRoute(APIRoute):
+    """A page (GET, not ``*.json``) whose query parameters are invalid renders the console's
+    error page with what was wrong, instead of the API's JSON 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                if request.method != "GET" or request.url.path.endswith(".json"):
+                    raise
+                return render(
+                    request,
+                    "error.html",
+                    http_status=422,
+                    title=ERROR_TITLES[422],
+                    status_code=422,
+                    detail=_describe(exc),
+                    own_input=True,
+                )
+
+        return route
+
+
+def _describe(exc: RequestValidationError) -> str:
+    """``tokens: Input should be greater than or equal to 1`` — one line per invalid field."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "path"))
+        lines.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg")))
+    return "; ".join(lines) or "invalid input"
+
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=_PageRoute)
 
 Page = Annotated[int, Query(ge=1, le=100_000)]
 Text = Annotated[str | None, Query(max_length=500)]
