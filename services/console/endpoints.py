@@ -440,12 +440,37 @@ async def playground(
     )
 
 
-async def _relay(response: httpx.Response, stack: AsyncExitStack) -> AsyncIterator[bytes]:
+async def _relay(
+    response: httpx.Response, stack: AsyncExitStack, svc: ConsoleService, ws: str
+) -> AsyncIterator[bytes]:
+    """Passes the API's SSE frames through as they arrive; the final frame's evidence gets the
+    cited messages' text added (the API's evidence names messages by id only)."""
     try:
+        pending = b""
         async for chunk in response.aiter_raw():
-            yield chunk
+            pending += chunk
+            while b"\n\n" in pending:
+                frame, pending = pending.split(b"\n\n", 1)
+                yield await _with_message_texts(frame, svc, ws) + b"\n\n"
+        if pending:
+            yield pending
     finally:
         await stack.aclose()
+
+
+async def _with_message_texts(frame: bytes, svc: ConsoleService, ws: str) -> bytes:
+    if not frame.startswith(b"data: ") or b'"evidence"' not in frame:
+        return frame
+    try:
+        event = json.loads(frame[len(b"data: ") :])
+        messages = event["evidence"]["messages"]
+        texts = await svc.message_texts(ws, messages)
+    except (ValueError, KeyError, TypeError, ApiError):
+        return frame  # the answer still shows; the evidence keeps its links without text
+    for m in messages:
+        if m.get("id") in texts:
+            m["content"] = texts[m["id"]]
+    return b"data: " + json.dumps(event).encode()
 
 
 @router.post("/w/{workspace_id}/peers/{peer_id}/chat")
@@ -469,7 +494,7 @@ async def chat(request: Request, workspace_id: WorkspaceId, peer_id: PeerId) -> 
     except ApiError as exc:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
     return StreamingResponse(
-        _relay(response, stack),
+        _relay(response, stack, svc, workspace_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

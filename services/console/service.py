@@ -343,6 +343,24 @@ class ConsoleService:
     def __init__(self, api: RapportApi) -> None:
         self.api = api
 
+    async def message_texts(self, ws: str, messages: list[dict[str, Any]]) -> dict[str, str]:
+        """Contents of the messages an answer cites (its evidence names only their ids), read
+        with the user's key, one list call per session."""
+        by_session: dict[str, list[str]] = {}
+        for m in messages:
+            if isinstance(m.get("session_id"), str) and isinstance(m.get("id"), str):
+                by_session.setdefault(m["session_id"], []).append(m["id"])
+        texts: dict[str, str] = {}
+        for session, ids in by_session.items():
+            result = await self.api.call(
+                "POST",
+                f"/workspaces/{_path(ws)}/sessions/{_path(session)}/messages/list",
+                body={"filters": {"id": {"in": ids[:100]}}},
+                params={"size": 100},
+            )
+            texts.update({item["id"]: item["content"] for item in result.get("items", [])})
+        return texts
+
     async def workspaces(self, page: int, query: str | None) -> dict[str, Any]:
         filters = {"id": {"icontains": query}} if query else None
         result: dict[str, Any] = await self.api.call(

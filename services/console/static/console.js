@@ -81,8 +81,11 @@ function showEvidence(ev, box) {
   }
   for (const m of ev.messages || []) {
     const li = el("li", {"data-kind": "message"});
+    li.appendChild(el("span", {class: "level message"}, "message"));
+    li.appendChild(document.createTextNode(" " + (m.content || "") + " "));
     const a = el("a", {href: base + "sessions/" + encodeURIComponent(m.session_id) + "/messages/" + encodeURIComponent(m.id)},
-      "message by " + m.peer_id + " in " + m.session_id);
+      "(" + m.peer_id + " in " + m.session_id + ")");
+    a.classList.add("small");
     li.appendChild(a);
     list.appendChild(li);
   }
