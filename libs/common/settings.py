@@ -16,7 +16,7 @@ _COMMON = SettingsConfigDict(
     env_prefix="RAPPORT_", extra="ignore", env_file=None, hide_input_in_errors=True
 )
 
-DEFAULT_DEV_JWT_SECRET = "rapport-dev-secret-change-me"  # noqa: S105 - refused when auth is on
+DEFAULT_DEV_JWT_SECRET = "rapport-dev-secret-change-me-never-use-in-production"  # noqa: S105 - refused when auth is on
 
 
 class PostgresSettings(BaseSettings):
