@@ -11,7 +11,10 @@ Requests fall into classes, each with its own budget, so a burst of heavy writes
 the cheap reads (and the reverse):
 
 * ``exempt`` — ``/health`` and ``/metrics``: never queued, never shed (an orchestrator must see
-  a busy process as alive, and the shed counters must stay readable under overload);
+  a busy process as alive, and the shed counters must stay readable under overload); likewise
+  everything outside the ``/v3`` API (API docs, the web console's pages and assets): the console
+  is a client of ``/v3`` — its API calls are admitted like any other, and a page holding a slot
+  while it waits for its own API calls in the same process could starve them;
 * ``write`` — ``POST``/``PUT``/``PATCH``/``DELETE`` that change state (messages, uploads,
   get-or-create, updates, deletes);
 * ``read`` — ``GET``/``HEAD`` and the ``POST`` routes that only read (``…/list``, ``…/search``,
@@ -65,7 +68,7 @@ REQUESTS_QUEUED = Gauge(
 def classify(method: str, path: str) -> RequestClass:
     """The budget a request is counted against (see the module docstring)."""
     path = path.rstrip("/") or "/"
-    if path in EXEMPT_PATHS:
+    if path in EXEMPT_PATHS or not (path == "/v3" or path.startswith("/v3/")):
         return "exempt"
     method = method.upper()
     if method in READ_METHODS:

@@ -117,6 +117,10 @@ async def test_zero_queue_refuses_at_once() -> None:
     [
         ("GET", "/health", "exempt"),
         ("GET", "/metrics", "exempt"),
+        ("GET", "/console/w/w/peers/p", "exempt"),
+        ("POST", "/console/w/w/peers/p/chat", "exempt"),
+        ("GET", "/openapi.json", "exempt"),
+        ("GET", "/v3x/workspaces", "exempt"),
         ("POST", "/v3/workspaces/w/sessions/s/messages", "write"),
         ("POST", "/v3/workspaces/w/sessions/s/messages/upload", "write"),
         ("POST", "/v3/workspaces", "write"),
