@@ -361,35 +361,22 @@ class ConsoleService:
             texts.update({item["id"]: item["content"] for item in result.get("items", [])})
         return texts
 
-    async def workspaces(self, page: int, query: str | None) -> dict[str, Any]:
+    async def _page_by_id(self, path: str, page: int, query: str | None) -> dict[str, Any]:
+        """One page of a ``…/list`` route, filtered to ids containing ``query`` when given."""
         filters = {"id": {"icontains": query}} if query else None
         result: dict[str, Any] = await self.api.call(
-            "POST",
-            "/workspaces/list",
-            body={"filters": filters},
-            params={"page": page, "size": PAGE_SIZE},
+            "POST", path, body={"filters": filters}, params={"page": page, "size": PAGE_SIZE}
         )
         return result
+
+    async def workspaces(self, page: int, query: str | None) -> dict[str, Any]:
+        return await self._page_by_id("/workspaces/list", page, query)
 
     async def peers(self, ws: str, page: int, query: str | None) -> dict[str, Any]:
-        filters = {"id": {"icontains": query}} if query else None
-        result: dict[str, Any] = await self.api.call(
-            "POST",
-            f"/workspaces/{_path(ws)}/peers/list",
-            body={"filters": filters},
-            params={"page": page, "size": PAGE_SIZE},
-        )
-        return result
+        return await self._page_by_id(f"/workspaces/{_path(ws)}/peers/list", page, query)
 
     async def sessions(self, ws: str, page: int, query: str | None) -> dict[str, Any]:
-        filters = {"id": {"icontains": query}} if query else None
-        result: dict[str, Any] = await self.api.call(
-            "POST",
-            f"/workspaces/{_path(ws)}/sessions/list",
-            body={"filters": filters},
-            params={"page": page, "size": PAGE_SIZE},
-        )
-        return result
+        return await self._page_by_id(f"/workspaces/{_path(ws)}/sessions/list", page, query)
 
     async def search_workspace(self, ws: str, query: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = await self.api.call(
